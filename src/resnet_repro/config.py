@@ -96,7 +96,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    experiment: str = "default"  # names the group of runs: results/runs/<experiment>/<model>/seed<k>
+    experiment_name: str = "default"  # the group of runs: results/runs/<experiment_name>/<model>/seed<k>, the W&B group
     seed: int = 0
     run_root: str = "results/runs"
     # Set from Hydra's output directory (hydra.run.dir / hydra.sweep.dir + subdir) by scripts/train.py.
@@ -104,12 +104,6 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Make the schema known to Hydra; configs/train.yaml lists `train_schema` first in its defaults."""
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="optim", name="optim_schema", node=OptimConfig)
-    cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    """Make the schema known to Hydra: configs/train.yaml lists `train_schema` first in its defaults, so every
+    YAML file merged on top of it is checked against these dataclasses."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

@@ -1,0 +1,187 @@
+"""CIFAR-10/100 and Fashion-MNIST, held on the training device as uint8 tensors, batched and augmented there.
+
+The whole 32x32 training set fits in GPU memory (150 MB for CIFAR), so it moves once; every batch is then a
+gather plus the batched augmentation of augment.py, with no DataLoader, worker processes or PIL.
+
+Randomness is derived from (seed, iteration), not from a running generator, so the data order and every crop
+are a function of the iteration number: resume is exact, and any number of DDP processes sees the same global
+batch as one process.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torchvision
+
+from ..config import DataConfig
+from ..errors import UserError
+from .augment import augment_batch, normalize, random_crop_flip_params
+
+CIFAR_CLASSES = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+_STREAM_DATA_ORDER, _STREAM_AUGMENT = 1, 2
+
+
+@dataclass
+class ImageArrays:
+    """A split as uint8 N,C,H,W images and int64 labels (CPU tensors)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_cifar(name: str, root: str | Path, train: bool, download: bool = False) -> ImageArrays:
+    """CIFAR through torchvision's dataset class, which verifies every file's MD5 checksum."""
+    dataset_class = CIFAR_CLASSES[name]
+    try:
+        dataset = dataset_class(str(root), train=train, download=download)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+        folder = Path(root) / dataset_class.base_folder
+        raise UserError(
+            f"{name} not found or corrupted in {folder} ({err}): put {dataset_class.filename} from "
+            f"{dataset_class.url} in {root} and unpack it there, or pass data.download=true on a machine with network"
+        ) from None
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return ImageArrays(images, torch.tensor(dataset.targets, dtype=torch.int64))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An idx file (the MNIST format): magic (2 zero bytes, type, ndim), big-endian int32 dims, then the data."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+            raise ValueError("not an unsigned-byte idx file")
+        ndim = raw[3]
+        shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+        return data.reshape(shape)
+    except (OSError, EOFError, ValueError) as err:
+        raise UserError(f"corrupt Fashion-MNIST file {path} ({err}): reinstall it (apt-get install --reinstall dataset-fashion-mnist)") from None
+
+
+def load_fashion_mnist(root: str | Path, train: bool) -> ImageArrays:
+    """Fashion-MNIST from the four standard idx .gz files, zero-padded from 28x28 to 32x32, grey repeated to 3 channels
+    so that the paper's networks run on it unchanged."""
+    root = Path(root)
+    prefix = "train" if train else "test"
+    paths = [root / FASHION_MNIST_FILES[f"{prefix}_{kind}"] for kind in ("images", "labels")]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise UserError(
+            f"Fashion-MNIST not found in {root} (missing {', '.join(missing)}): apt-get install dataset-fashion-mnist "
+            f"(puts it in /usr/share/datasets/fashion-mnist) or set data.root to a folder with the four idx .gz files"
+        )
+    images, labels = (_read_idx(p) for p in paths)
+    images = torch.nn.functional.pad(torch.from_numpy(images.copy()), (2, 2, 2, 2))[:, None].expand(-1, 3, -1, -1)
+    return ImageArrays(images.contiguous(), torch.from_numpy(labels.astype(np.int64)))
+
+
+def load_split(name: str, root: str | Path, train: bool, download: bool = False) -> ImageArrays:
+    if name in CIFAR_CLASSES:
+        return load_cifar(name, root, train, download)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(root, train)
+    raise UserError(f"unknown data set {name!r}: choose one of cifar10, cifar100, fashion_mnist, imagenet")
+
+
+def load_test_set(name: str, root: str | Path) -> ImageArrays:
+    """The test split, as uint8 images (for analysis: layer responses)."""
+    return load_split(name, root, train=False)
+
+
+def paper_split(train: ImageArrays, val_size: int) -> tuple[ImageArrays, ImageArrays]:
+    """The paper's 45k/5k split: a fixed permutation (seed 0, independent of the run's seed) picks the held-out images."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    return (ImageArrays(train.images[train_idx], train.labels[train_idx]),
+            ImageArrays(train.images[val_idx], train.labels[val_idx]))
+
+
+def stream_generator(seed: int, stream: int, index: int, device: torch.device) -> torch.Generator:
+    """A generator for one (seed, stream, index) triple: randomness without state to save or to share."""
+    return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + stream) * 1_000_000_007 + index) % 2**63)
+
+
+class DeviceImageData:
+    """Training, validation and test images on `device`; batches for iteration i computed from i alone."""
+
+    def __init__(self, cfg: DataConfig, device: torch.device, seed: int, rank: int = 0, world_size: int = 1):
+        train = load_split(cfg.name, cfg.root, train=True, download=cfg.download)
+        test = load_split(cfg.name, cfg.root, train=False, download=cfg.download)
+        if cfg.split == "paper":
+            train, val = paper_split(train, cfg.val_size)
+        elif cfg.split == "full":
+            val = None
+        else:
+            raise UserError(f"unknown data.split {cfg.split!r}: choose paper (45k/5k) or full (50k)")
+        if cfg.limit_train:
+            train = ImageArrays(train.images[: cfg.limit_train], train.labels[: cfg.limit_train])
+        if cfg.limit_test:
+            test = ImageArrays(test.images[: cfg.limit_test], test.labels[: cfg.limit_test])
+            if val is not None:
+                val = ImageArrays(val.images[: cfg.limit_test], val.labels[: cfg.limit_test])
+        if cfg.batch_size % world_size:
+            raise UserError(f"data.batch_size={cfg.batch_size} is not divisible by the {world_size} processes: choose a multiple of {world_size}")
+        if cfg.batch_size > len(train):
+            raise UserError(f"data.batch_size={cfg.batch_size} is larger than the {len(train)} training images")
+
+        self.cfg, self.device, self.seed, self.rank, self.world_size = cfg, device, seed, rank, world_size
+        self.num_classes = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10}[cfg.name]
+        self.input_size = tuple(train.images.shape[1:])
+        self.train_size = len(train)
+        self.batches_per_epoch = len(train) // cfg.batch_size  # the last partial batch of an epoch is dropped
+        self.mean = (train.images.double().mean(0) / 255).float().to(device)  # per-pixel mean of the training split
+        self.train_images, self.train_labels = train.images.to(device), train.labels.to(device)
+        self.eval_sets = {"test": test} if val is None else {"val": val, "test": test}
+        self.eval_sets = {k: ImageArrays(v.images.to(device), v.labels.to(device)) for k, v in self.eval_sets.items()}
+        self._epoch, self._order = -1, None
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = stream_generator(self.seed, _STREAM_DATA_ORDER, epoch, torch.device("cpu"))
+            self._order = torch.randperm(self.train_size, generator=generator).to(self.device)
+            self._epoch = epoch
+        return self._order
+
+    def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of the global batch of `iteration`, augmented and normalized."""
+        epoch, step = divmod(iteration, self.batches_per_epoch)
+        global_batch = self.cfg.batch_size
+        index = self._epoch_order(epoch)[step * global_batch : (step + 1) * global_batch]
+        local = slice(self.rank * global_batch // self.world_size, (self.rank + 1) * global_batch // self.world_size)
+        index = index[local]
+        images = normalize(self.train_images[index], self.mean)
+        if self.cfg.augment:
+            generator = stream_generator(self.seed, _STREAM_AUGMENT, iteration, self.device)
+            dy, dx, flip = random_crop_flip_params(global_batch, images.shape[-1], generator, self.device)
+            images = augment_batch(images, dy[local], dx[local], flip[local])
+        return images, self.train_labels[index]
+
+    def train_batches(self, start_iter: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        iteration = start_iter
+        while True:
+            yield self.train_batch(iteration)
+            iteration += 1
+
+    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's shard of a held-out split, the single original view (no augmentation)."""
+        arrays = self.eval_sets[split]
+        shard = torch.arange(self.rank, len(arrays), self.world_size, device=self.device)
+        for start in range(0, len(shard), self.cfg.eval_batch_size):
+            index = shard[start : start + self.cfg.eval_batch_size]
+            yield normalize(arrays.images[index], self.mean), arrays.labels[index]

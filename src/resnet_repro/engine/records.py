@@ -1,0 +1,84 @@
+"""A run's records: config.yaml, metrics.jsonl (one line per evaluation), summary.json. Figures and tables read these."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoint import atomic_write
+
+# Keys that may differ between the run that made a directory and a later command that resumes it.
+RESUMABLE_KEYS = {
+    "trainer.resume", "trainer.progress", "trainer.device", "trainer.checkpoint_every", "data.root", "data.download",
+    "data.num_workers", "data.eval_batch_size", "logger.kind", "logger.mode", "logger.project", "logger.entity",
+    "run_dir", "run_root",
+}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def _flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
+    """Keys whose values differ between a run directory's config.yaml and the current command, ignoring RESUMABLE_KEYS."""
+    a = _flatten(OmegaConf.to_container(saved, resolve=True))
+    b = _flatten(OmegaConf.to_container(current, resolve=True))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(path: Path, last_iter: int) -> None:
+    """Drop evaluations made after the checkpoint a run resumes from (they will be made again, identically)."""
+    rows = [r for r in read_metrics(path) if r["iter"] <= last_iter]
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+
+def append_metrics(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """The commit of the code that runs and whether the work tree had uncommitted changes."""
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    if commit.returncode:
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def command_line() -> str:
+    return " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else ""

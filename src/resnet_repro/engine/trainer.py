@@ -1,0 +1,443 @@
+"""The training loop, top to bottom: set up, resume, train by iterations, evaluate, checkpoint, write the records.
+
+The loop never waits for the GPU except at evaluations and checkpoints: running sums of loss and errors stay on
+the device until then.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from ..data import build_data
+from ..errors import UserError
+from ..models import CifarNet, build_model
+from . import records
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_sum, init_distributed, resolve_device
+from .schedule import build_schedule
+from .wandb_logger import RunLogger
+
+log = logging.getLogger("resnet_repro.train")
+WARMUP_CHECK_EVERY = 100  # iterations between checks of the warm-up's training-error condition (one sync each)
+OPTIMIZER_IMPLS = ("auto", "foreach", "fused", "loop")
+
+
+class RunDirectory:
+    """The paths of one run, and an exclusive lock so that two processes never write the same run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.last = self.checkpoints / "last.pt"
+        self.best = self.checkpoints / "best.pt"
+        self._lock_file = None
+
+    def lock(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.path / ".lock", "a+")
+        except OSError as err:
+            raise UserError(f"output directory {self.path} is not writable ({err.strerror}): choose another hydra.run.dir or run_root") from None
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run directory {self.path} is in use by another process: wait for it, or use another hydra.run.dir") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(f"{os.getpid()}\n")
+        self._lock_file.flush()
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_optimizer(model: torch.nn.Module, cfg: DictConfig, device: torch.device) -> torch.optim.SGD:
+    impl = cfg.optim.impl
+    if impl not in OPTIMIZER_IMPLS:
+        raise UserError(f"unknown optim.impl {impl!r}: choose one of {', '.join(OPTIMIZER_IMPLS)}")
+    if impl == "auto":
+        impl = "fused" if device.type == "cuda" else "foreach"
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[impl]
+    return torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                           weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov, **flags)
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if requested not in ("bf16", "fp32"):
+        raise UserError(f"unknown trainer.precision {requested!r}: choose auto, bf16 or fp32")
+    return requested
+
+
+class PreemptionSignals:
+    """SIGTERM/SIGUSR2 (SLURM's warning before a time limit or preemption) ask the loop to checkpoint and stop.
+
+    The loop checks `received` between iterations; after the checkpoint, a handler installed earlier (submitit's,
+    which requeues the job) is called, so requeue works as submitit intends.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    @contextmanager
+    def installed(self):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+    def hand_over(self) -> None:
+        """After checkpointing: let the previous handler act (submitit requeues), else exit like a killed process."""
+        previous = self._previous.get(self.received)
+        if callable(previous):
+            previous(self.received, None)
+        raise SystemExit(128 + self.received)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg = cfg
+        self.dirs = RunDirectory(run_dir)
+        device_kind = "cuda" if cfg.trainer.device == "cuda" or (cfg.trainer.device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.dist: DistInfo = init_distributed(device_kind)
+        self.device = resolve_device(cfg.trainer.device, self.dist)
+        self.precision = resolve_precision(cfg.trainer.precision, self.device)
+        self.is_main = self.dist.is_main
+
+    # ----- set-up ---------------------------------------------------------------------------------------------
+    def _check_run_directory(self) -> bool:
+        """Refuse a directory made by a different config; return True if the run there is already complete."""
+        if self.dirs.config.exists():
+            diffs = records.config_differences(OmegaConf.load(self.dirs.config), self.cfg)
+            if diffs:
+                raise UserError(
+                    f"run directory {self.dirs.path} holds a run with a different config ({'; '.join(diffs[:3])}): "
+                    f"start a new run with another hydra.run.dir (or seed/experiment), or delete that directory"
+                )
+        if self.dirs.summary.exists():
+            return records.read_json(self.dirs.summary).get("status") == "complete"
+        return False
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        if cfg.trainer.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 where the precision is fp32 on Ampere and later
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+        self.data = build_data(cfg.data, self.device, cfg.seed, self.dist.rank, self.dist.world_size)
+        try:
+            self.model = build_model(cfg.model.name, num_classes=cfg.model.num_classes or self.data.num_classes,
+                                     shortcut=cfg.model.shortcut, stride_in_1x1=cfg.model.stride_in_1x1,
+                                     family=cfg.model.family)
+        except ValueError as err:
+            raise UserError(f"{err} (set model=... or model.name=...)") from None
+        self.model_info = {"params": self.model.num_params(), "flops": self.model.flops(),
+                           "family": "cifar" if isinstance(self.model, CifarNet) else "imagenet", "depth": self.model.depth}
+        memory_format = torch.channels_last if cfg.trainer.channels_last and self.device.type == "cuda" else torch.contiguous_format
+        self.memory_format = memory_format
+        self.model.to(self.device, memory_format=memory_format)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.schedule = build_schedule(cfg.schedule, cfg.optim)
+        self.forward = self.model
+        if self.dist.world_size > 1:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.trainer.compile:
+            self.forward = torch.compile(self.forward)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _checkpoint_state(self, iteration: int, train_sums: torch.Tensor, warm_sums: torch.Tensor) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "iteration": iteration, "rng": rng_state(),
+            # Data order and crops are functions of (seed, iteration): the iteration is the data-order state.
+            "data_state": {"iteration": iteration, "seed": self.cfg.seed, "batch_size": self.cfg.data.batch_size},
+            "train_sums": train_sums.cpu(), "warm_sums": warm_sums.cpu(), "best": self.best,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def _resume(self) -> tuple[int, torch.Tensor, torch.Tensor]:
+        zeros = (torch.zeros(3, device=self.device, dtype=torch.float64),
+                 torch.zeros(2, device=self.device, dtype=torch.float64))
+        mode = self.cfg.trainer.resume
+        if mode == "never":
+            if self.dirs.last.exists():
+                raise UserError(f"{self.dirs.last} exists and trainer.resume=never would overwrite it: use another hydra.run.dir, or trainer.resume=auto to continue")
+            return (0, *zeros)
+        path = self.dirs.last if mode == "auto" else Path(mode)
+        if mode == "auto" and not path.exists():
+            return (0, *zeros)
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        self.best = state["best"]
+        log.info("resumed from %s at iteration %d", path, state["iteration"])
+        return state["iteration"], state["train_sums"].to(self.device), state["warm_sums"].to(self.device)
+
+    # ----- evaluation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, top-1 wrong, top-5 wrong, count
+        for images, labels in self.data.eval_batches(split):
+            with self._autocast():
+                logits = self.forward(images.contiguous(memory_format=self.memory_format))
+            logits = logits.float()
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            sums += torch.stack([
+                F.cross_entropy(logits, labels, reduction="sum"),
+                (top5[:, 0] != labels).sum(),
+                (top5 != labels[:, None]).all(1).sum(),
+                torch.tensor(len(labels), device=self.device),
+            ]).double()
+        self.model.train()
+        loss, wrong, wrong5, count = all_reduce_sum(sums, self.dist).tolist()
+        result = {f"{split}_loss": loss / count, f"{split}_err": wrong / count}
+        if getattr(self.data, "report_top5", False):
+            result[f"{split}_top5_err"] = wrong5 / count
+        return result
+
+    # ----- records --------------------------------------------------------------------------------------------
+    def _summary(self, status: str, iteration: int, wall_s: float) -> dict[str, Any]:
+        rows = records.read_metrics(self.dirs.metrics)
+        commit, dirty = records.git_state()
+        test_errs = [r["test_err"] for r in rows]
+        val_errs = [r["val_err"] for r in rows if "val_err" in r]
+        return {
+            "model": self.cfg.model.name, "family": self.model_info["family"], "depth": self.model_info["depth"],
+            "shortcut": self.cfg.model.shortcut, "dataset": self.cfg.data.name, "split": self.cfg.data.split,
+            "seed": self.cfg.seed, "experiment": self.cfg.experiment_name,
+            "params": self.model_info["params"], "flops": self.model_info["flops"],
+            "final_test_err": test_errs[-1] if test_errs else None, "best_test_err": min(test_errs, default=None),
+            "best_val_err": min(val_errs, default=None), "iters": iteration, "max_iters": self.cfg.trainer.max_iters,
+            "wall_s": wall_s, "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "world_size": self.dist.world_size, "precision": self.precision, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "git_commit": commit, "git_dirty": dirty, "status": status,
+            "command": records.command_line(),
+        }
+
+    def _write_summary(self, status: str, iteration: int, wall_s: float) -> dict[str, Any]:
+        summary = self._summary(status, iteration, wall_s)
+        if self.is_main:
+            records.write_json(self.dirs.summary, summary)
+        return summary
+
+    # ----- the loop -------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg, tcfg = self.cfg, self.cfg.trainer
+        if self.is_main:
+            self.dirs.lock()
+        try:
+            if self._check_run_directory():
+                log.info("run in %s is already complete; nothing to do", self.dirs.path)
+                return records.read_json(self.dirs.summary)
+            self._build()
+            self.best = math.inf
+            start_iter, train_sums, warm_sums = self._resume()
+            previous_wall = 0.0
+            if self.dirs.summary.exists():
+                previous_wall = records.read_json(self.dirs.summary).get("wall_s") or 0.0
+            if self.is_main:
+                OmegaConf.save(self.cfg, self.dirs.config, resolve=True)
+                records.truncate_metrics(self.dirs.metrics, start_iter)
+            self.logger = RunLogger(cfg, self.dirs.path, enabled=self.is_main)
+            return self._loop(start_iter, train_sums, warm_sums, previous_wall)
+        finally:
+            self.dirs.unlock()
+
+    def _loop(self, start_iter: int, train_sums: torch.Tensor, warm_sums: torch.Tensor, previous_wall: float) -> dict[str, Any]:
+        cfg, tcfg = self.cfg, self.cfg.trainer
+        iteration, max_iters = start_iter, tcfg.max_iters
+        t_start = time.perf_counter()
+        window_start, eval_time, images_in_window = time.perf_counter(), 0.0, 0
+        self._write_summary("running", iteration, previous_wall)
+        progress = make_progress(tcfg.progress, start_iter, max_iters, enabled=self.is_main)
+        signals = PreemptionSignals()
+        self.model.train()
+        batches = self.data.train_batches(iteration)
+        try:
+            with signals.installed():
+                while iteration < max_iters:
+                    if signals.received is not None:
+                        self._save(iteration, train_sums, warm_sums)
+                        self._write_summary("interrupted", iteration, previous_wall + time.perf_counter() - t_start)
+                        log.info("signal %d: checkpoint written at iteration %d", signals.received, iteration)
+                        self.logger.finish({}, exit_code=1)
+                        signals.hand_over()
+                    lr = self.schedule.lr(iteration)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    images, labels = next(batches)
+                    with self._autocast():
+                        logits = self.forward(images.contiguous(memory_format=self.memory_format))
+                        loss = F.cross_entropy(logits.float(), labels)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    wrong = (logits.argmax(1) != labels).sum()
+                    step_sums = torch.stack([loss.detach() * len(labels), wrong, torch.tensor(len(labels), device=self.device)]).double()
+                    train_sums += step_sums
+                    iteration += 1
+                    images_in_window += len(labels) * self.dist.world_size
+                    progress.update(1)
+
+                    if not self.schedule.warmup_done:
+                        warm_sums += step_sums[1:]
+                        if iteration % WARMUP_CHECK_EVERY == 0:
+                            wrong_w, count_w = all_reduce_sum(warm_sums.clone(), self.dist).tolist()
+                            self.schedule.observe_train_error(wrong_w / count_w)
+                            warm_sums.zero_()
+                            if self.schedule.warmup_done:
+                                log.info("warm-up done at iteration %d (training error %.1f%%)", iteration, 100 * wrong_w / count_w)
+
+                    last = iteration == max_iters
+                    if iteration % tcfg.eval_every == 0 or last:
+                        t_eval = time.perf_counter()
+                        loss_sum, wrong_sum, count = all_reduce_sum(train_sums.clone(), self.dist).tolist()
+                        train_window_s = t_eval - window_start
+                        self._check_finite(loss_sum, iteration)
+                        row = {"iter": iteration, "epoch": iteration / self.data.batches_per_epoch, "lr": lr,
+                               "train_loss": loss_sum / count, "train_err": wrong_sum / count}
+                        for split in self.data.eval_sets:
+                            row.update(self.evaluate(split))
+                        row["img_per_s"] = images_in_window / train_window_s
+                        row["wall_s"] = previous_wall + time.perf_counter() - t_start
+                        self.schedule.observe_eval(row.get("val_err", row["test_err"]))
+                        monitored = row.get("val_err", row["train_err"])  # never select on the test set
+                        if self.is_main:
+                            records.append_metrics(self.dirs.metrics, row)
+                            self.logger.log(row)
+                        progress.report(row)
+                        train_sums.zero_()
+                        images_in_window = 0
+                        if monitored < self.best:
+                            self.best = monitored
+                            if self.is_main:
+                                save_checkpoint(self._checkpoint_state(iteration, train_sums, warm_sums), self.dirs.best)
+                        window_start = time.perf_counter()
+                    if iteration % tcfg.checkpoint_every == 0 or last:
+                        self._save(iteration, train_sums, warm_sums)
+        except UserError:
+            self._write_summary("failed", iteration, previous_wall + time.perf_counter() - t_start)
+            self.logger.finish({}, exit_code=1)
+            raise
+        finally:
+            progress.close()
+        summary = self._write_summary("complete", iteration, previous_wall + time.perf_counter() - t_start)
+        self.logger.finish(summary)
+        return summary
+
+    def _check_finite(self, loss_sum: float, iteration: int) -> None:
+        if not math.isfinite(loss_sum):
+            raise UserError(
+                f"the training loss became {loss_sum} before iteration {iteration}: stopped; the last good checkpoint "
+                f"is {self.dirs.last if self.dirs.last.exists() else 'none'}; lower optim.lr or check the data"
+            )
+
+    def _save(self, iteration: int, train_sums: torch.Tensor, warm_sums: torch.Tensor) -> None:
+        # Never let a diverged model replace the last good checkpoint.
+        self._check_finite(all_reduce_sum(train_sums.clone(), self.dist)[0].item(), iteration)
+        if self.is_main:
+            save_checkpoint(self._checkpoint_state(iteration, train_sums, warm_sums), self.dirs.last)
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines at each evaluation otherwise."""
+
+    def __init__(self, style: str, start: int, total: int):
+        self.style, self.bar = style, None
+        if style == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def report(self, row: dict[str, Any]) -> None:
+        text = f"iter {row['iter']} epoch {row['epoch']:.1f} lr {row['lr']:.4g} loss {row['train_loss']:.3f} " \
+               f"train_err {100 * row['train_err']:.2f}% test_err {100 * row['test_err']:.2f}% {row['img_per_s']:.0f} img/s"
+        if "val_err" in row:
+            text += f" val_err {100 * row['val_err']:.2f}%"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"lr {row['lr']:.3g} loss {row['train_loss']:.3f} {row['img_per_s']:.0f} img/s")
+        elif self.style == "log":
+            log.info(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def make_progress(style: str, start: int, total: int, enabled: bool) -> Progress:
+    if not enabled:
+        style = "none"
+    elif style == "auto":
+        style = "bar" if sys.stderr.isatty() else "log"
+    if style not in ("bar", "log", "none"):
+        raise UserError(f"unknown trainer.progress {style!r}: choose auto, bar, log or none")
+    return Progress(style, start, total)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train (or resume, or skip if complete) the run in `run_dir`; return its summary."""
+    return Trainer(cfg, Path(run_dir)).fit()
