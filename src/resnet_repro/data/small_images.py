@@ -49,8 +49,9 @@ def load_cifar(name: str, root: str | Path, train: bool, download: bool = False)
     dataset_class = CIFAR_CLASSES[name]
     try:
         dataset = dataset_class(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+    except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted."; OSError: no network
         folder = Path(root) / dataset_class.base_folder
+        err = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(
             f"{name} not found or corrupted in {folder} ({err}): put {dataset_class.filename} from "
             f"{dataset_class.url} in {root} and unpack it there, or pass data.download=true on a machine with network"

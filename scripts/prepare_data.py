@@ -1,0 +1,21 @@
+"""Download and verify a data set once, before a sweep: python scripts/prepare_data.py cifar10 --root data/cifar10."""
+
+import argparse
+
+from resnet_repro.cli import exit_on_user_error
+from resnet_repro.data.small_images import CIFAR_CLASSES, load_cifar
+
+
+@exit_on_user_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", choices=sorted(CIFAR_CLASSES))
+    parser.add_argument("--root", required=True, help="directory that will hold the unpacked archive")
+    args = parser.parse_args()
+    for train in (True, False):
+        arrays = load_cifar(args.dataset, args.root, train=train, download=True)
+        print(f"{args.dataset} {'train' if train else 'test'}: {len(arrays)} images verified in {args.root}")
+
+
+if __name__ == "__main__":
+    main()
