@@ -1,0 +1,33 @@
+"""Shared fixtures. System-dependent fixtures go through ``require_system``: they skip when a system package is
+missing, or fail when RESNET_REPRO_FAIL_ON_SKIP=1 (CI)."""
+
+from pathlib import Path
+
+import pytest
+
+from resnet_repro.testing import require_system
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running single-node SLURM cluster (partition ``debug``, 2 CPUs), stopped at the end of the session.
+
+    A cluster already started with ``scripts/slurm_cluster.py start`` is reused and left running."""
+    from resnet_repro.testing.slurm_cluster import SlurmCluster
+
+    ok, reason = SlurmCluster.available()
+    require_system(ok, f"SLURM not available: {reason}")
+    with SlurmCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """Folder with the 4 Fashion-MNIST idx .gz files (Debian package dataset-fashion-mnist)."""
+    present = all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_MNIST_FILES)
+    require_system(present, "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    return FASHION_MNIST_DIR
