@@ -33,6 +33,7 @@ class DataConfig:
     crop_size: int = 224
     pca_lighting: float = 0.1  # std of AlexNet-style PCA colour noise (0 disables)
     gpu_decode: bool = False  # decode JPEGs on the GPU with torchvision.io.decode_jpeg (faster; not the paper's pipeline)
+    mean_images: int = 10000  # mean_pixel: the per-pixel mean over this many training images (fixed subset; 0 = all), cached in data.root
 
 
 @dataclass
@@ -57,6 +58,7 @@ class OptimConfig:
 class ScheduleConfig:
     kind: str = "steps"  # steps: divide by `gamma` at `milestones` iterations (paper, CIFAR) | plateau (paper, ImageNet)
     milestones: list[int] = field(default_factory=lambda: [32000, 48000])
+    milestones_unit: str = "iters"  # iters | epochs (milestones times the data's batches per epoch; ImageNet's 30-epoch steps)
     gamma: float = 0.1
     warmup: bool = False  # paper, ResNet-110/1202: lr = warmup_lr until the training error falls below warmup_until_err
     warmup_lr: float = 0.01
