@@ -9,6 +9,7 @@ from ..config import OptimConfig, ScheduleConfig
 from ..errors import UserError
 
 SCHEDULE_KINDS = ("steps", "plateau")
+MILESTONE_UNITS = ("iters", "epochs")
 
 
 @dataclass
@@ -19,6 +20,7 @@ class LRSchedule:
     plateau_factor: float = 1.0  # plateau: product of the divisions so far
     plateau_best: float = float("inf")
     plateau_bad_evals: int = 0
+    iters_per_milestone_unit: int = 1  # milestones_unit=epochs: the data's batches per epoch
 
     def __post_init__(self):
         if self.cfg.kind not in SCHEDULE_KINDS:
@@ -29,7 +31,8 @@ class LRSchedule:
         if not self.warmup_done:
             return self.cfg.warmup_lr
         if self.cfg.kind == "steps":
-            return self.base_lr * self.cfg.gamma ** sum(iteration >= m for m in self.cfg.milestones)
+            unit = self.iters_per_milestone_unit
+            return self.base_lr * self.cfg.gamma ** sum(iteration >= m * unit for m in self.cfg.milestones)
         return self.base_lr * self.plateau_factor
 
     def observe_train_error(self, train_err: float) -> None:
@@ -50,12 +53,18 @@ class LRSchedule:
             self.plateau_bad_evals = 0
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("cfg", "base_lr")}
+        return {k: v for k, v in asdict(self).items() if k not in ("cfg", "base_lr", "iters_per_milestone_unit")}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
 
 
-def build_schedule(cfg: ScheduleConfig, optim: OptimConfig) -> LRSchedule:
-    return LRSchedule(cfg, optim.lr)
+def build_schedule(cfg: ScheduleConfig, optim: OptimConfig, batches_per_epoch: int | None = None) -> LRSchedule:
+    """milestones_unit=epochs converts the milestones to iterations with `batches_per_epoch` (the data's)."""
+    unit = getattr(cfg, "milestones_unit", "iters")
+    if unit not in MILESTONE_UNITS:
+        raise UserError(f"unknown schedule.milestones_unit {unit!r}: choose iters or epochs")
+    if unit == "epochs" and not batches_per_epoch:
+        raise UserError("schedule.milestones_unit=epochs needs the data's batches per epoch, which is unknown here")
+    return LRSchedule(cfg, optim.lr, iters_per_milestone_unit=batches_per_epoch if unit == "epochs" else 1)

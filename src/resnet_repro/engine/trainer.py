@@ -189,7 +189,7 @@ class Trainer:
         self.memory_format = memory_format
         self.model.to(self.device, memory_format=memory_format)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
-        self.schedule = build_schedule(cfg.schedule, cfg.optim)
+        self.schedule = build_schedule(cfg.schedule, cfg.optim, self.data.batches_per_epoch)
         self.forward = self.model
         if self.dist.world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
