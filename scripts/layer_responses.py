@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Figure 7: std of each 3x3 layer's response on the test set for plain-20/56 and ResNet-20/56/110.
+
+Uses one run per net (the complete run with the lowest seed) and its checkpoints/last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from resnet_repro.analysis import curves
+from resnet_repro.analysis.responses import (FIG7_MODELS, figure7, layer_responses, load_trained_model,
+                                             normalized_test_set, pick_fig7_runs, responses_frame)
+from resnet_repro.analysis.runs import load_runs, pick_experiment
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", default="results/runs")
+    ap.add_argument("--out", default="results", help="writes OUT/tables/fig7_responses.csv and OUT/figures/fig7.*")
+    ap.add_argument("--data-root", default="data/cifar10")
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--experiment", help="default: the CIFAR experiment with the most complete runs")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+
+    runs, _ = pick_experiment([r for r in load_runs(args.runs) if r.dataset == args.dataset], "cifar", args.experiment)
+    chosen = pick_fig7_runs(runs)
+    if not chosen:
+        print(f"layer_responses: no complete {args.dataset} run of {', '.join(FIG7_MODELS)} under {args.runs}; "
+              f"train them first (`make reproduce-cifar`).", file=sys.stderr)
+        return 1
+    missing = [m for m in FIG7_MODELS if m not in chosen]
+    if missing:
+        print(f"layer_responses: no complete run of {', '.join(missing)}; Figure 7 will lack them.", file=sys.stderr)
+
+    t0 = time.time()
+    test_sets, frames = {}, []
+    for model_name, run in chosen.items():
+        # the per-pixel mean is that of the run's own training split; runs with the same split share it
+        key = (run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"))
+        if key not in test_sets:
+            test_sets[key] = normalized_test_set(run, args.data_root, args.dataset)
+        images = test_sets[key]
+        model = load_trained_model(run, device=args.device)
+        frames.append(responses_frame(model_name, run.seed, layer_responses(model, images, args.batch_size)))
+        print(f"layer_responses: {model_name} seed {run.seed}: {len(frames[-1])} layers")
+
+    out = Path(args.out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out / "tables" / "fig7_responses.csv", index=False)
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)])
+    meta = {"command": command, "runs": {m: str(r.path) for m, r in chosen.items()}, "device": args.device,
+            "wall_s": time.time() - t0, "test_images": len(images)}
+    (out / "tables" / "fig7_responses.json").write_text(json.dumps(meta, indent=2) + "\n")
+    curves.save(figure7(df), out / "figures", "fig7")
+    print(f"layer_responses: wrote {out / 'tables' / 'fig7_responses.csv'} and {out / 'figures' / 'fig7.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Figure 7: standard deviation of each 3x3 layer's response (after BN, before ReLU / addition) over the test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .curves import COLUMN_IN, STYLE, color, pretty  # noqa: E402
+from .runs import Run  # noqa: E402
+
+FIG7_MODELS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000}
+
+
+@torch.no_grad()
+def layer_responses(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    """Std over all elements (images, channels, positions) of each response layer's output, in forward order.
+
+    Sums of x and x^2 in float64 over the whole set, so the result does not depend on the batch size.
+    """
+    layers = model.response_layers()
+    sums = torch.zeros(len(layers), 3, dtype=torch.float64)  # count, sum, sum of squares
+
+    def hook(i):
+        def f(_module, _inp, out):
+            o = out.detach().double()
+            sums[i, 0] += o.numel()
+            sums[i, 1] += o.sum().item()
+            sums[i, 2] += o.square().sum().item()
+        return f
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    was_training = model.training
+    model.eval()  # the paper's responses are those of the trained net at test time (BN running statistics)
+    try:
+        device = next(model.parameters()).device
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    n, s, ss = sums.unbind(1)
+    return ((ss / n - (s / n) ** 2).clamp_min(0).sqrt()).numpy()
+
+
+def responses_frame(model_name: str, seed: int, stds: np.ndarray) -> pd.DataFrame:
+    """Rows: layer_index (1-based forward order), std, rank_sorted (1 = largest; the paper's bottom panel)."""
+    stds = np.asarray(stds, dtype=float)
+    rank = np.empty(len(stds), dtype=int)
+    rank[np.argsort(-stds, kind="stable")] = np.arange(1, len(stds) + 1)
+    return pd.DataFrame({"model": model_name, "seed": seed, "layer_index": np.arange(1, len(stds) + 1),
+                         "std": stds, "rank_sorted": rank})
+
+
+def figure7(df: pd.DataFrame) -> plt.Figure:
+    """Top: std per layer in the original order; bottom: sorted in descending order. Plain dashed, ResNets solid."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.4), constrained_layout=True)
+        order = [m for m in FIG7_MODELS if m in set(df.model)] + sorted(set(df.model) - set(FIG7_MODELS))
+        for m in order:
+            d = df[df.model == m]
+            style = dict(color=color(m), linestyle="--" if m.startswith("plain") else "-", linewidth=0.9,
+                         label=pretty(m))
+            axes[0].plot(d.layer_index, d["std"], **style)
+            s = d.sort_values("rank_sorted")
+            axes[1].plot(s.rank_sorted, s["std"], **style)
+        axes[0].set_xlabel("layer index (original)")
+        axes[1].set_xlabel("layer index (sorted by magnitude)")
+        for ax in axes:
+            ax.set_ylabel("std")
+            ax.set_xlim(left=0)
+            ax.set_ylim(bottom=0)
+            ax.legend(loc="upper right", ncol=2)
+        return fig
+
+
+# --- loading a trained net and its test set ---------------------------------------------------------------
+
+def load_trained_model(run: Run, checkpoint: str = "last.pt", device: str | torch.device = "cpu") -> nn.Module:
+    from resnet_repro.models import build_model
+
+    num_classes = run.cfg("model.num_classes") or NUM_CLASSES.get(run.dataset)
+    model = build_model(run.model, num_classes=num_classes, shortcut=run.shortcut,
+                        stride_in_1x1=run.cfg("model.stride_in_1x1", True), family=run.family)
+    state = torch.load(Path(run.path) / "checkpoints" / checkpoint, map_location="cpu", weights_only=False)["model"]
+    # torch.compile and DDP prefix the parameter names; the plain module has none
+    state = {k.replace("_orig_mod.", "").removeprefix("module."): v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def normalized_test_set(run: Run, data_root: str, dataset: str | None = None) -> torch.Tensor:
+    """The test images as the run's trainer saw them: /255 minus the per-pixel mean of the run's training split."""
+    from resnet_repro.data import load_test_set
+    from resnet_repro.data.augment import normalize
+    from resnet_repro.data.small_images import ImageArrays, load_split, paper_split
+
+    name = dataset or run.dataset
+    train = load_split(name, data_root, train=True)
+    if run.cfg("data.split", "paper") == "paper":
+        train, _ = paper_split(train, run.cfg("data.val_size", 5000))
+    if run.cfg("data.limit_train", 0):
+        train = ImageArrays(train.images[: run.cfg("data.limit_train")], train.labels[: run.cfg("data.limit_train")])
+    mean = (train.images.double().mean(0) / 255).float()
+    return normalize(load_test_set(name, data_root).images, mean)
+
+
+def pick_fig7_runs(runs: list[Run], models=FIG7_MODELS) -> dict[str, Run]:
+    """Per model the complete run with the lowest seed."""
+    out = {}
+    for m in models:
+        done = sorted((r for r in runs if r.model == m and r.complete), key=lambda r: r.seed)
+        if done:
+            out[m] = done[0]
+    return out

@@ -1,0 +1,215 @@
+"""Find and load run records (summary.json, metrics.jsonl, config.yaml) into one in-memory structure.
+
+A run whose status is not "complete" is kept and labelled, never dropped silently: figures draw it dotted,
+tables leave it out of the statistics and name it in a note.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+METRIC_KEYS = ("iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err",
+               "val_loss", "val_err", "test_top5_err", "img_per_s", "wall_s")
+
+
+@dataclass
+class Run:
+    summary: dict
+    config: dict = field(default_factory=dict)  # nested, as in config.yaml
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    path: Path | None = None
+
+    @property
+    def model(self) -> str:
+        return self.summary.get("model") or self.cfg("model.name", "?")
+
+    @property
+    def seed(self) -> int:
+        return int(self.summary.get("seed", self.cfg("seed", 0)))
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def family(self) -> str:
+        fam = self.summary.get("family") or self.cfg("model.family", "auto")
+        if fam in ("cifar", "imagenet"):
+            return fam
+        return "imagenet" if self.depth in (18, 34, 50, 101, 152) and self.dataset == "imagenet" else "cifar"
+
+    @property
+    def depth(self) -> int:
+        return int(self.summary.get("depth") or re.sub(r"\D", "", self.model) or 0)
+
+    @property
+    def dataset(self) -> str:
+        return self.summary.get("dataset") or self.cfg("data.name", "?")
+
+    @property
+    def experiment(self) -> str:
+        exp = self.cfg("experiment")  # older configs: a string; now a Hydra config group, the name in experiment_name
+        return self.summary.get("experiment") or self.cfg("experiment_name") or (exp if isinstance(exp, str) else "default")
+
+    @property
+    def shortcut(self) -> str | None:
+        return self.summary.get("shortcut") or self.cfg("model.shortcut")
+
+    @property
+    def label(self) -> str:
+        """e.g. 'resnet110 seed 2 (running, 12000/64000 iters)' for notes under figures and tables."""
+        s = f"{self.model} seed {self.seed}"
+        if not self.complete:
+            it, mx = self.summary.get("iters"), self.summary.get("max_iters") or self.cfg("trainer.max_iters")
+            s += f" ({self.status}" + (f", {it}/{mx} iters)" if it is not None else ")")
+        return s
+
+    def cfg(self, dotted: str, default=None):
+        node = self.config
+        for k in dotted.split("."):
+            if not isinstance(node, dict) or k not in node:
+                return default
+            node = node[k]
+        return node
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """Every directory under root holding a summary.json."""
+    return sorted(p.parent for p in Path(root).rglob("summary.json"))
+
+
+def find_partial_dirs(root: str | Path) -> list[Path]:
+    """Directories with metrics.jsonl or config.yaml but no summary.json (a trainer that died at start-up)."""
+    dirs = {p.parent for pat in ("metrics.jsonl", "config.yaml") for p in Path(root).rglob(pat)}
+    return sorted(d for d in dirs if not (d / "summary.json").exists())
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.jsonl; a half-written last line (run still going or killed mid-write) is skipped."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    df = pd.DataFrame(rows)
+    return df.sort_values("iter").reset_index(drop=True) if "iter" in df else df
+
+
+def load_run(run_dir: str | Path) -> Run:
+    d = Path(run_dir)
+    summary = json.loads((d / "summary.json").read_text())
+    config = OmegaConf.to_container(OmegaConf.load(d / "config.yaml")) if (d / "config.yaml").exists() else {}
+    return Run(summary=summary, config=config, metrics=read_metrics(d / "metrics.jsonl"), path=d)
+
+
+def load_runs(root: str | Path) -> list[Run]:
+    runs = [load_run(d) for d in find_run_dirs(root)]
+    return sorted(runs, key=lambda r: (r.experiment, r.family, r.model.rstrip("0123456789"), r.depth, r.seed))
+
+
+def summaries_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: its summary plus the derived fields used for grouping."""
+    rows = [{**r.summary, "model": r.model, "seed": r.seed, "status": r.status, "family": r.family,
+             "depth": r.depth, "dataset": r.dataset, "experiment": r.experiment, "path": str(r.path or "")}
+            for r in runs]
+    return pd.DataFrame(rows)
+
+
+def pick_experiment(runs: list[Run], family: str, experiment: str | None = None) -> tuple[list[Run], list[str]]:
+    """Runs of one experiment of the given family, and the other experiments' names (left out, said so).
+
+    Mixing a 2k-iteration demo with 64k-iteration runs in one figure would mislead; without an explicit
+    choice the experiment with the most complete runs wins.
+    """
+    fam = [r for r in runs if r.family == family]
+    names = sorted({r.experiment for r in fam})
+    if not names:
+        return [], []
+    if experiment is None:
+        experiment = max(names, key=lambda e: (sum(r.complete for r in fam if r.experiment == e), e == "cifar10"))
+    return [r for r in fam if r.experiment == experiment], [n for n in names if n != experiment]
+
+
+def by_model(runs: list[Run]) -> dict[str, tuple[list[Run], list[Run]]]:
+    """model -> (complete runs, other runs)."""
+    out: dict[str, tuple[list[Run], list[Run]]] = {}
+    for r in runs:
+        out.setdefault(r.model, ([], []))[0 if r.complete else 1].append(r)
+    return out
+
+
+def incomplete_note(runs: list[Run]) -> str:
+    bad = [r.label for r in runs if not r.complete]
+    return ("Not complete (shown dotted, left out of statistics): " + "; ".join(bad)) if bad else ""
+
+
+# --- Weights & Biases -------------------------------------------------------------------------------------
+
+_WANDB_STATE = {"finished": "complete", "running": "running", "crashed": "failed", "failed": "failed",
+                "killed": "interrupted", "preempted": "interrupted"}
+
+
+def _nest(flat: dict) -> dict:
+    """W&B may hold the config flattened ('data.name': ...) and wraps values as {'value': v} in some exports."""
+    out: dict = {}
+    for k, v in flat.items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, dict) and set(v) == {"value"}:
+            v = v["value"]
+        node = out
+        *head, last = k.split(".")
+        for h in head:
+            node = node.setdefault(h, {})
+        node[last] = _nest(v) if isinstance(v, dict) else v
+    return out
+
+
+def run_from_wandb(wrun) -> Run:
+    """Convert a wandb.apis.public.Run (attributes .config .summary .history() .state .name .group) to a Run."""
+    config = _nest(dict(wrun.config))
+    ws = {k: v for k, v in dict(wrun.summary).items() if not k.startswith("_")}
+    hist = wrun.history()
+    hist = hist.rename(columns=lambda c: c.replace("/", "_"))  # 'test/err' and 'test_err' both accepted
+    if "iter" not in hist and "_step" in hist:
+        hist = hist.rename(columns={"_step": "iter"})
+    hist = hist[[c for c in METRIC_KEYS if c in hist]].dropna(subset=["iter"]).sort_values("iter")
+    run = Run(summary={}, config=config, metrics=hist.reset_index(drop=True), path=None)
+    summary = {k: ws[k] for k in ws if k in ("model", "family", "depth", "shortcut", "dataset", "split", "seed",
+                                              "params", "flops", "final_test_err", "best_test_err", "best_val_err",
+                                              "iters", "max_iters", "wall_s", "device", "torch", "cuda",
+                                              "git_commit", "git_dirty", "precision", "command", "eval")}
+    summary.setdefault("model", run.cfg("model.name"))
+    summary.setdefault("seed", run.cfg("seed", 0))
+    summary.setdefault("shortcut", run.cfg("model.shortcut"))
+    summary.setdefault("dataset", run.cfg("data.name"))
+    summary.setdefault("split", run.cfg("data.split"))
+    summary.setdefault("experiment", wrun.group or run.experiment)
+    summary.setdefault("max_iters", run.cfg("trainer.max_iters"))
+    if "final_test_err" not in summary and "test_err" in hist and len(hist.test_err.dropna()):
+        summary["final_test_err"] = float(hist.test_err.dropna().iloc[-1])
+    if "iters" not in summary and len(hist):
+        summary["iters"] = int(hist["iter"].iloc[-1])
+    summary["status"] = ws.get("status") or _WANDB_STATE.get(wrun.state, wrun.state)
+    summary["wandb_name"] = wrun.name
+    run.summary = summary
+    return run
+
+
+def load_wandb_runs(path: str) -> list[Run]:
+    """All runs of ENTITY/PROJECT through the public API (needs network and credentials)."""
+    import wandb
+
+    return [run_from_wandb(r) for r in wandb.Api().runs(path)]
