@@ -27,17 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", default="results/runs")
     ap.add_argument("--out", default="results", help="writes OUT/tables/fig7_responses.csv and OUT/figures/fig7.*")
-    ap.add_argument("--data-root", default="data/cifar10")
-    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--data-root", help="default: each run's own data.root")
+    ap.add_argument("--dataset", help="only runs on this data set (default: any; the runs' own test set is used)")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--experiment", help="default: the CIFAR experiment with the most complete runs")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
-    runs, _ = pick_experiment([r for r in load_runs(args.runs) if r.dataset == args.dataset], "cifar", args.experiment)
+    runs = [r for r in load_runs(args.runs) if args.dataset in (None, r.dataset)]
+    runs, _ = pick_experiment(runs, "cifar", args.experiment)
     chosen = pick_fig7_runs(runs)
     if not chosen:
-        print(f"layer_responses: no complete {args.dataset} run of {', '.join(FIG7_MODELS)} under {args.runs}; "
+        print(f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under {args.runs}; "
               f"train them first (`make reproduce-cifar`).", file=sys.stderr)
         return 1
     missing = [m for m in FIG7_MODELS if m not in chosen]
@@ -48,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     test_sets, frames = {}, []
     for model_name, run in chosen.items():
         # the per-pixel mean is that of the run's own training split; runs with the same split share it
-        key = (run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"))
+        data_root = args.data_root or run.cfg("data.root")
+        key = (run.dataset, data_root, run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"))
         if key not in test_sets:
-            test_sets[key] = normalized_test_set(run, args.data_root, args.dataset)
+            test_sets[key] = normalized_test_set(run, data_root, run.dataset)
         images = test_sets[key]
         model = load_trained_model(run, device=args.device)
         frames.append(responses_frame(model_name, run.seed, layer_responses(model, images, args.batch_size)))

@@ -1,0 +1,114 @@
+"""The CIFAR data path: augmentation statistics, mean subtraction, the 45k/5k split, Fashion-MNIST loading."""
+
+import gzip
+
+import pytest
+import torch
+
+from resnet_repro.config import DataConfig
+from resnet_repro.data.augment import PAD, augment_batch, normalize, random_crop_flip_params
+from resnet_repro.data.small_images import DeviceImageData, ImageArrays, load_fashion_mnist, paper_split
+from resnet_repro.errors import UserError
+
+# Chi-square critical value for 80 degrees of freedom at p = 0.001 (tables; scipy.stats.chi2.ppf(0.999, 80)).
+CHI2_80_DOF_P001 = 124.84
+
+
+def coordinate_images(n: int, size: int = 32) -> torch.Tensor:
+    """Images whose pixel (r, c) holds 1 + r * size + c in every channel, so a crop reveals where it came from."""
+    grid = 1 + torch.arange(size)[:, None] * size + torch.arange(size)[None, :]
+    return grid.float().expand(n, 3, size, size).clone()
+
+
+def test_augment_batch_applies_each_images_own_crop_and_flip():
+    images = coordinate_images(64)
+    dy, dx, flip = random_crop_flip_params(64, 32, torch.Generator().manual_seed(1), "cpu")
+    out = augment_batch(images, dy, dx, flip)
+    assert flip.any() and not flip.all() and len(set(zip(dy.tolist(), dx.tolist()))) > 10
+    # Against a direct per-image computation: pad, crop, flip.
+    for i in range(64):
+        padded = torch.nn.functional.pad(images[i], (PAD,) * 4)
+        crop = padded[:, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+
+
+def test_crop_offsets_uniform_over_81_positions_and_flip_rate_half():
+    n = 81 * 200
+    dy, dx, flip = random_crop_flip_params(n, 32, torch.Generator().manual_seed(0), "cpu")
+    counts = torch.bincount(dy * 9 + dx, minlength=81).double()
+    assert counts.numel() == 81 and dy.min() == 0 and dy.max() == 2 * PAD
+    expected = n / 81
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < CHI2_80_DOF_P001, f"crop offsets not uniform: chi2={chi2:.1f}"
+    rate = flip.double().mean().item()
+    assert abs(rate - 0.5) < 4 * (0.25 / n) ** 0.5  # four standard errors
+
+
+def test_padding_is_zero_and_image_content_is_kept():
+    images = torch.ones(500, 3, 32, 32)
+    dy, dx, flip = random_crop_flip_params(500, 32, torch.Generator().manual_seed(3), "cpu")
+    out = augment_batch(images, dy, dx, flip)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    visible_rows = 32 - (dy - PAD).abs()
+    visible_cols = 32 - (dx - PAD).abs()
+    assert torch.equal(out[:, 0].sum((1, 2)).long(), visible_rows * visible_cols)
+
+
+def test_normalize_subtracts_the_per_pixel_mean():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    mean = images.double().mean(0).float() / 255
+    out = normalize(images, mean)
+    assert out.mean(0).abs().max() < 1e-5
+    assert torch.allclose(out[7], images[7].float() / 255 - mean)
+
+
+def test_paper_split_is_disjoint_deterministic_and_45k_5k():
+    labels = torch.arange(50_000)
+    arrays = ImageArrays(labels.view(-1, 1, 1, 1).to(torch.int32), labels)
+    train, val = paper_split(arrays, 5000)
+    train2, val2 = paper_split(arrays, 5000)
+    assert len(train) == 45_000 and len(val) == 5000
+    assert torch.equal(val.labels, val2.labels) and torch.equal(train.labels, train2.labels)
+    assert not set(train.labels.tolist()) & set(val.labels.tolist())
+    assert set(train.labels.tolist()) | set(val.labels.tolist()) == set(range(50_000))
+    assert torch.equal(train.images.view(-1).long(), train.labels)  # images follow their labels
+
+
+def test_fashion_mnist_loads_padded_to_32(fashion_mnist_dir):
+    train = load_fashion_mnist(fashion_mnist_dir, train=True)
+    test = load_fashion_mnist(fashion_mnist_dir, train=False)
+    assert train.images.shape == (60_000, 3, 32, 32) and test.images.shape == (10_000, 3, 32, 32)
+    assert train.images.dtype == torch.uint8 and set(train.labels.unique().tolist()) == set(range(10))
+    assert train.images[:, :, :2].max() == 0 and train.images[:, :, :, -2:].max() == 0  # the zero padding
+    assert train.images[:, :, 2:30, 2:30].float().mean() > 50  # real pictures inside
+
+
+def test_device_data_batches_are_a_function_of_seed_and_iteration(fashion_mnist_dir):
+    cfg = DataConfig(name="fashion_mnist", root=str(fashion_mnist_dir), batch_size=64, limit_train=4096, limit_test=128)
+    data = DeviceImageData(cfg, torch.device("cpu"), seed=0)
+    other_seed = DeviceImageData(cfg, torch.device("cpu"), seed=1)
+    x5, y5 = data.train_batch(5)
+    data.train_batch(100)  # another epoch in between must not matter
+    x5_again, y5_again = data.train_batch(5)
+    assert torch.equal(x5, x5_again) and torch.equal(y5, y5_again)
+    assert not torch.equal(other_seed.train_batch(5)[0], x5)
+    assert x5.shape == (64, 3, 32, 32) and data.batches_per_epoch == 4096 // 64
+    # One epoch visits every training image once.
+    seen = torch.cat([data._epoch_order(0)[i * 64 : (i + 1) * 64] for i in range(data.batches_per_epoch)])
+    assert torch.equal(seen.sort().values, torch.arange(4096))
+    # Two processes each get half of the same global batch.
+    halves = [DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=r, world_size=2).train_batch(5) for r in (0, 1)]
+    assert torch.equal(torch.cat([h[0] for h in halves]), x5) and torch.equal(torch.cat([h[1] for h in halves]), y5)
+    assert set(data.eval_sets) == {"val", "test"} and len(data.eval_sets["val"]) == 128
+
+
+def test_truncated_fashion_mnist_file_is_a_one_line_error(tmp_path, fashion_mnist_dir):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes((fashion_mnist_dir / name).read_bytes())
+    data = gzip.compress(gzip.decompress((fashion_mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())[:1000])
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(data)
+    with pytest.raises(UserError, match="corrupt Fashion-MNIST file .*t10k-images"):
+        load_fashion_mnist(tmp_path, train=False)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="missing t10k-labels"):
+        load_fashion_mnist(tmp_path, train=False)

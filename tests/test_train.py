@@ -1,0 +1,138 @@
+"""CIFAR-style training end to end on real data (Fashion-MNIST): learning, determinism, schedule, records, W&B, sweeps."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_repro.config import OptimConfig, ScheduleConfig
+from resnet_repro.engine.schedule import build_schedule
+from resnet_repro.engine.trainer import train
+from resnet_repro.engine.wandb_logger import RunLogger
+from resnet_repro.testing.configs import TINY_RUN, compose_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC_KEYS = {"iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss", "val_err",
+               "img_per_s", "wall_s"}
+SUMMARY_KEYS = {"model", "family", "depth", "shortcut", "dataset", "split", "seed", "experiment", "params", "flops",
+                "final_test_err", "best_test_err", "best_val_err", "iters", "max_iters", "wall_s", "device", "torch",
+                "cuda", "git_commit", "git_dirty", "status", "precision", "command", "world_size"}
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "img_per_s")} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, fashion_mnist_dir):
+    """ResNet-20 for 150 iterations on Fashion-MNIST (about 20 s on 2 cores), shared by the tests below."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_train_config([*TINY_RUN, "model=resnet20", "trainer.max_iters=150", "trainer.eval_every=50",
+                                "trainer.checkpoint_every=50", "seed=3"])
+    summary = train(cfg, run_dir)
+    return run_dir, summary, cfg
+
+
+@pytest.mark.slow
+def test_a_short_real_run_learns(trained_run):
+    run_dir, summary, _ = trained_run
+    rows = read_metrics(run_dir)
+    assert [r["iter"] for r in rows] == [50, 100, 150]
+    assert rows[-1]["train_loss"] < 0.7 * rows[0]["train_loss"]
+    assert summary["final_test_err"] < 0.5  # chance is 0.9
+    assert summary["status"] == "complete" and summary["iters"] == 150
+
+
+@pytest.mark.slow
+def test_run_records_follow_the_schema(trained_run):
+    run_dir, summary, cfg = trained_run
+    for row in read_metrics(run_dir):
+        assert set(row) == METRIC_KEYS
+        assert all(0 <= row[k] <= 1 for k in ("train_err", "test_err", "val_err"))
+    assert set(summary) == SUMMARY_KEYS
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk == summary
+    assert summary["params"] == 269_722 and summary["depth"] == 20 and summary["dataset"] == "fashion_mnist"
+    assert summary["final_test_err"] == read_metrics(run_dir)[-1]["test_err"]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert {"model", "optimizer", "schedule", "rng", "data_state", "iteration"} <= set(checkpoint)
+    assert checkpoint["iteration"] == 150 and (run_dir / "checkpoints" / "best.pt").exists()
+    assert (run_dir / "config.yaml").read_text().count("max_iters: 150") == 1
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
+    run_dir, _, cfg = trained_run
+    cfg.trainer.max_iters = 100
+    train(cfg, tmp_path)
+    assert without_timing(read_metrics(tmp_path)) == without_timing(read_metrics(run_dir))[:2]
+
+
+def test_lr_steps_at_the_paper_milestones():
+    schedule = build_schedule(ScheduleConfig(), OptimConfig())
+    lrs = {it: schedule.lr(it) for it in (0, 31_999, 32_000, 47_999, 48_000, 63_999)}
+    assert lrs == pytest.approx({0: 0.1, 31_999: 0.1, 32_000: 0.01, 47_999: 0.01, 48_000: 0.001, 63_999: 0.001})
+
+
+def test_warmup_holds_lr_until_training_error_below_80_percent():
+    schedule = build_schedule(ScheduleConfig(warmup=True), OptimConfig())
+    assert schedule.lr(0) == schedule.lr(40_000) == 0.01
+    schedule.observe_train_error(0.85)
+    assert schedule.lr(300) == 0.01
+    schedule.observe_train_error(0.79)
+    assert schedule.lr(300) == 0.1 and schedule.lr(32_000) == pytest.approx(0.01)
+    restored = build_schedule(ScheduleConfig(warmup=True), OptimConfig())
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.lr(300) == 0.1
+
+
+@pytest.mark.slow
+def test_warmup_switches_in_a_real_run(tmp_path, fashion_mnist_dir):
+    cfg = compose_train_config([*TINY_RUN, "model.name=resnet8", "schedule=cifar_warmup", "trainer.max_iters=200",
+                                "trainer.eval_every=100", "trainer.checkpoint_every=200"])
+    train(cfg, tmp_path)
+    rows = read_metrics(tmp_path)
+    # The check at iteration 100 sees training error below 80% (Fashion-MNIST learns fast), so lr goes back to 0.1.
+    assert [r["lr"] for r in rows] == [0.01, 0.1]
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_is_written_and_resumed(tmp_path, fashion_mnist_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_train_config([*TINY_RUN, "model.name=resnet8", "model.family=cifar", "logger=wandb",
+                                "trainer.max_iters=20", "trainer.eval_every=10", "trainer.checkpoint_every=10"])
+    train(cfg, tmp_path)
+    run_id = (tmp_path / "wandb_id.txt").read_text().strip()
+    runs = list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    # A resumed run (same directory) continues the same W&B run.
+    resumed = RunLogger(cfg, tmp_path, enabled=True)
+    assert resumed.run.id == run_id
+    resumed.finish({})
+
+
+@pytest.mark.slow
+def test_two_job_multirun(tmp_path, fashion_mnist_dir):
+    overrides = [o for o in TINY_RUN if not o.startswith("data.limit_train")]
+    cmd = [sys.executable, "scripts/train.py", "-m", "model.name=resnet8,plain8", "model.family=cifar", *overrides,
+           "data.limit_train=512", "trainer.max_iters=10", "trainer.eval_every=5", "trainer.checkpoint_every=5",
+           "experiment_name=sweep", f"run_root={tmp_path}"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for model in ("resnet8", "plain8"):
+        summary = json.loads((tmp_path / "sweep" / model / "seed0" / "summary.json").read_text())
+        assert summary["status"] == "complete" and summary["model"] == model and summary["iters"] == 10
+    # Running the sweep again skips the complete runs.
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("already complete") == 2
