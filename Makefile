@@ -59,3 +59,40 @@ figures: venv  ## redraw the paper's figures and tables from the run records in 
 
 model-table: venv  ## results/tables/architectures.md: layers, parameters and FLOPs against the paper
 	$(PY) scripts/model_table.py
+
+# ----- ImageNet: Tables 2 and 3 (10-crop), Table 4 (multi-scale), Figure 4 ------------------------------------------
+IMAGENET_ROWS := plain18 plain34 resnet18 resnet34 resnet34b resnet34c resnet50 resnet101 resnet152
+IMAGENET_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix imagenet/,$(IMAGENET_ROWS)))
+IMAGENET_PROTOCOLS ?= center,10crop,multiscale
+NPROC ?= 1# ImageNet, LAUNCHER=local: processes (GPUs) per run through torchrun; with slurm set hydra.launcher.gpus_per_node in ARGS
+TV_MODELS ?= resnet18 resnet34 resnet50 resnet101 resnet152
+TV_WEIGHTS ?= IMAGENET1K_V1# torchvision weights name (downloaded once) or a saved state_dict file
+ifeq ($(PROFILE),smoke)
+  # 20 iterations of batch 32 and 512 val images: checks the ImageNet pipeline end to end; the numbers mean nothing.
+  IMAGENET_PROFILE_ARGS := trainer.max_iters=20 trainer.eval_every=10 trainer.checkpoint_every=10 data.batch_size=32 data.limit_test=512 data.mean_images=512 run_root=$(RUN_ROOT)
+  IMAGENET_EVAL_ARGS := --limit 64
+else
+  IMAGENET_PROFILE_ARGS := run_root=$(RUN_ROOT)
+endif
+IMAGENET_TRAIN := $(if $(and $(filter local,$(LAUNCHER)),$(filter-out 1,$(NPROC))),$(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC),$(PY))
+define require_imagenet
+	@test -n "$(DATA)" || { echo "error: DATA=DIR is required: the ImageNet folder with train/ and val/, one folder per class (README, 'ImageNet')" >&2; exit 2; }
+	@test -d "$(DATA)/val" || { echo "error: $(DATA)/val does not exist: DATA must hold train/ and val/, one folder per class (README, 'ImageNet')" >&2; exit 2; }
+endef
+
+.PHONY: reproduce-imagenet evaluate-imagenet evaluate-torchvision
+
+reproduce-imagenet: venv  ## every ImageNet row of Tables 2 and 3 (DATA=dir), then their 10-crop/multi-scale errors and the tables
+	$(require_imagenet)
+	@test -d "$(DATA)/train" || { echo "error: $(DATA)/train does not exist: DATA must hold train/ and val/ (README, 'ImageNet')" >&2; exit 2; }
+	$(IMAGENET_TRAIN) scripts/train.py -m experiment=$(IMAGENET_EXPERIMENTS) data.root=$(DATA) launcher=$(LAUNCHER) $(IMAGENET_PROFILE_ARGS) $(ARGS)
+	$(MAKE) evaluate-imagenet DATA=$(DATA) PROFILE=$(PROFILE)
+	$(MAKE) figures PROFILE=$(PROFILE)
+
+evaluate-imagenet: venv  ## the test protocols (IMAGENET_PROTOCOLS) for every complete ImageNet run under RUN_ROOT (DATA=dir)
+	$(require_imagenet)
+	$(PY) scripts/evaluate.py --run $(RUN_ROOT)/imagenet*/*/seed* --data-root $(DATA) --protocols $(IMAGENET_PROTOCOLS) $(IMAGENET_EVAL_ARGS)
+
+evaluate-torchvision: venv  ## torchvision's released weights (TV_MODELS, TV_WEIGHTS) under the paper's protocols (DATA=dir)
+	$(require_imagenet)
+	for m in $(TV_MODELS); do $(PY) scripts/evaluate.py --torchvision $$m --weights $(TV_WEIGHTS) --data-root $(DATA) --protocols $(IMAGENET_PROTOCOLS) $(IMAGENET_EVAL_ARGS) || exit 1; done
