@@ -265,7 +265,6 @@ def train_overrides(root: Path, run_root: Path, experiment: str, **extra) -> lis
     return [f"{k}={v}" for k, v in values.items()] + SMALL_OVERRIDES
 
 
-@pytest.mark.slow
 def test_train_checkpoint_evaluate_and_records(imagenet_root, tmp_path):
     """Training through the trainer, then scripts/evaluate.py under the three protocols into the run's records."""
     from hydra import compose, initialize_config_dir
