@@ -23,8 +23,8 @@ ifeq ($(PROFILE),smoke)
   SEEDS := 1
 else ifeq ($(PROFILE),paper)
   PROFILE_ARGS := data.root=$(CIFAR_ROOT)
-  RUN_ROOT := results/runs
-  FIGURES_OUT := results
+  RUN_ROOT ?= results/runs
+  FIGURES_OUT ?= results
 else
   $(error PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke)
 endif
@@ -52,10 +52,17 @@ prepare-cifar: venv  ## download CIFAR-10 to CIFAR_ROOT once (torchvision verifi
 
 reproduce-cifar: venv $(if $(filter paper,$(PROFILE)),prepare-cifar)  ## every CIFAR-10 run of the paper x SEEDS, then the figures
 	$(PY) scripts/train.py -m experiment=$(CIFAR_EXPERIMENTS) 'seed=range(0,$(SEEDS))' launcher=$(LAUNCHER) $(PROFILE_ARGS) $(ARGS)
+	$(MAKE) figures PROFILE=$(PROFILE)
+
+figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from the run records (RUN_ROOT=dir FIGURES_OUT=dir)
+	$(PY) scripts/layer_responses.py --runs $(RUN_ROOT) --out $(FIGURES_OUT) || echo "Figure 7 skipped (see the message above)"
 	$(PY) scripts/make_figures.py --runs $(RUN_ROOT) --out $(FIGURES_OUT)
 
-figures: venv  ## redraw the paper's figures and tables from the run records in results/runs
-	$(PY) scripts/make_figures.py --runs $(RUN_ROOT) --out $(FIGURES_OUT)
+# The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).
+DEMO_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
+demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU in under 20 minutes: the degradation problem, then its fix
+	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) $(ARGS)
+	$(MAKE) figures RUN_ROOT=results/demo/runs FIGURES_OUT=results/demo
 
 model-table: venv  ## results/tables/architectures.md: layers, parameters and FLOPs against the paper
 	$(PY) scripts/model_table.py
