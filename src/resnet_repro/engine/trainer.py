@@ -113,15 +113,31 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 class PreemptionSignals:
     """SIGTERM/SIGUSR2 (SLURM's warning before a time limit or preemption) ask the loop to checkpoint and stop.
 
-    The loop checks `received` between iterations; after the checkpoint, a handler installed earlier (submitit's,
-    which requeues the job) is called, so requeue works as submitit intends.
+    The loop asks `should_stop` between iterations; after the checkpoint, a handler installed earlier (submitit's,
+    which requeues the job) is called, so requeue works as submitit intends. With several processes (DDP) the signal
+    reaches each at a different point of its loop, and one that stops alone would leave the others' collectives
+    unmatched: `should_stop` then agrees across processes every SYNC_EVERY iterations (one tiny all-reduce).
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+    SYNC_EVERY = 10
 
-    def __init__(self):
+    def __init__(self, dist: DistInfo | None = None, device: torch.device | None = None):
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._dist, self._device = dist, device
+
+    def should_stop(self, iteration: int) -> bool:
+        """True if a signal came (with several processes: to any of them), at the same iteration in every process."""
+        if self._dist is None or self._dist.world_size <= 1:
+            return self.received is not None
+        if iteration % self.SYNC_EVERY:
+            return False
+        flag = torch.tensor([self.received or 0], dtype=torch.int32, device=self._device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and self.received is None:
+            self.received = int(flag.item())  # stop with the others, as if the signal had come here too
+        return self.received is not None
 
     def _handle(self, signum, frame):
         self.received = signum
@@ -310,13 +326,13 @@ class Trainer:
         window_start, eval_time, images_in_window = time.perf_counter(), 0.0, 0
         self._write_summary("running", iteration, previous_wall)
         progress = make_progress(tcfg.progress, start_iter, max_iters, enabled=self.is_main)
-        signals = PreemptionSignals()
+        signals = PreemptionSignals(self.dist, self.device)
         self.model.train()
         batches = self.data.train_batches(iteration)
         try:
             with signals.installed():
                 while iteration < max_iters:
-                    if signals.received is not None:
+                    if signals.should_stop(iteration):
                         self._save(iteration, train_sums, warm_sums)
                         self._write_summary("interrupted", iteration, previous_wall + time.perf_counter() - t_start)
                         log.info("signal %d: checkpoint written at iteration %d", signals.received, iteration)
