@@ -1,0 +1,111 @@
+"""The SLURM launcher of configs/launcher/slurm.yaml: hydra-submitit-launcher's, with one change. A sweep waits for
+all of its jobs, then names every failed run with its SLURM state, its error line and its log file, and exits with
+status 1; the original raises on the first failed job, with a traceback that names neither the run nor the log.
+
+Everything that runs inside the jobs (`__call__`, and `checkpoint`, which requeues a preempted or timed-out job with
+the same overrides, so the run resumes in its own directory) is hydra-submitit-launcher's, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, List, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+# How long a finished job may take to show its result file (slow shared file systems), counted once per sweep; a job
+# that SLURM says failed gets at most FAILED_GRACE_S (it may still have written an error report).
+RESULT_GRACE_S = 15.0
+FAILED_GRACE_S = 2.0
+FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+_ERROR_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
+
+
+class SlurmLauncher(submitit_launcher.SlurmLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        # Submission: as BaseSubmititLauncher.launch (hydra-submitit-launcher 1.2.0).
+        import submitit
+
+        assert self.config is not None
+        assert len(job_overrides) > 0
+        init_keys = {"submitit_folder", "max_num_timeout"}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+                                         slurm_max_num_timeout=self.params["max_num_timeout"])
+        baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in baseparams else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in self.params.items() if k not in init_keys})
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
+        job_params: List[Any] = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+        jobs = executor.map_array(self, *zip(*job_params))
+        return collect_results(jobs, [self._describe(overrides) for overrides in job_overrides])
+
+    def _describe(self, overrides: Sequence[str]) -> str:
+        """The run directory of a job (what a user looks for), else its overrides."""
+        try:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            return f"run {Path(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))}"
+        except Exception:  # noqa: BLE001 - a description must never hide the report
+            return " ".join(filter_overrides(overrides))
+
+
+def collect_results(jobs: Sequence[Any], names: Sequence[str]) -> List[JobReturn]:
+    """Wait for every job; return their JobReturns, or report each failed run on stderr and exit with status 1."""
+    for job in jobs:
+        job.wait()
+    deadline = time.monotonic() + RESULT_GRACE_S
+    returns, failures = [], []
+    for job, name in zip(jobs, names):
+        failure = None
+        for rank in range(job.num_tasks):
+            task = job.task(rank)
+            # submitit waits this long for each missing result file; one grace period for the whole sweep is enough.
+            grace = max(0.0, deadline - time.monotonic())
+            failed = (task.state.split() or [""])[0] in FAILED_STATES  # e.g. "CANCELLED by 0"
+            task._results_timeout_s = min(grace, FAILED_GRACE_S) if failed else grace
+            error = task.exception()
+            if error is not None:
+                failure = (task, _error_line(task.stderr() or "") or _error_line(str(error)))
+                break
+        if failure is None:
+            task = job.task(0)
+            ret = task.results()[0]
+            if ret.status == JobStatus.FAILED:
+                try:
+                    ret.return_value
+                except Exception as err:  # the run's exception, caught by Hydra inside the job
+                    failure = (task, f"{type(err).__name__}: {err}")
+            returns.append(ret)
+        if failure is not None:
+            task, reason = failure
+            state = task.get_info().get("State", "")  # sacct may still say RUNNING for a job that ended in Python
+            state = "" if state in ("", "PENDING", "RUNNING", "COMPLETING", "REQUEUED") else f" {state}"
+            failures.append(f"  {name}: job {task.job_id}{state}{': ' + reason if reason else ''}\n"
+                            f"    log: {task.paths.stderr}")
+    if failures:
+        print(f"error: {len(failures)} of {len(jobs)} runs failed:\n" + "\n".join(failures), file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    return returns
+
+
+def _error_line(text: str) -> str:
+    """The last line of a log that states an error (ours: `error: ...`; Python's: `SomeError: ...`)."""
+    for line in reversed(text.splitlines()):
+        if _ERROR_LINE.match(line.strip()):
+            return line.strip()
+    return ""
