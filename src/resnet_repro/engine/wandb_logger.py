@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,9 @@ class RunLogger:
         import wandb
 
         id_file = run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        # W&B's own id maker moved out of wandb.util (gone in 0.31): the same 8 lowercase letters and digits.
+        run_id = id_file.read_text().strip() if id_file.exists() else "".join(
+            secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         id_file.write_text(run_id + "\n")
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, id=run_id, resume="allow",
