@@ -111,7 +111,10 @@ def normalized_test_set(run: Run, data_root: str, dataset: str | None = None) ->
     if run.cfg("data.limit_train", 0):
         train = ImageArrays(train.images[: run.cfg("data.limit_train")], train.labels[: run.cfg("data.limit_train")])
     mean = (train.images.double().mean(0) / 255).float()
-    return normalize(load_test_set(name, data_root).images, mean)
+    test_images = load_test_set(name, data_root).images
+    if run.cfg("data.limit_test", 0):  # smoke runs: the test subset the run itself was evaluated on
+        test_images = test_images[: run.cfg("data.limit_test")]
+    return normalize(test_images, mean)
 
 
 def pick_fig7_runs(runs: list[Run], models=FIG7_MODELS) -> dict[str, Run]:
