@@ -4,9 +4,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from resnet_repro.cli import exit_on_user_error
+from resnet_repro.cli import exit_on_user_error, run_hydra
 from resnet_repro.config import register_configs
-from resnet_repro.engine.trainer import train
 
 register_configs()
 
@@ -14,9 +13,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
+    from resnet_repro.engine.trainer import train  # here: a config error fails before torch is imported
+
     summary = train(cfg, HydraConfig.get().runtime.output_dir)
     return summary.get("final_test_err")
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra(main)  # config and output-directory errors: one line, exit status 2

@@ -31,3 +31,16 @@ def fashion_mnist_dir() -> Path:
     present = all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_MNIST_FILES)
     require_system(present, "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
     return FASHION_MNIST_DIR
+
+
+@pytest.fixture
+def fake_cifar10(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
+    """A small fake CIFAR-10 (250 training, 100 test images) in tmp_path/"cifar10", in torchvision's layout, and its
+    MD5 table, which this test's torchvision checks the files against (tests/fake_data.py; for a subprocess, pass the
+    table with fake_data.write_md5_table and start it with fake_data.cifar10_command)."""
+    from fake_data import make_fake_cifar10, patch_cifar10_md5
+
+    root = tmp_path / "cifar10"
+    md5 = make_fake_cifar10(root)
+    patch_cifar10_md5(monkeypatch, md5)
+    return root, md5

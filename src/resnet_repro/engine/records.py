@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import UserError
 from .checkpoint import atomic_write
 
 # Keys that may differ between the run that made a directory and a later command that resumes it.
@@ -29,6 +30,19 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def write_config(path: Path, cfg: DictConfig) -> None:
+    """config.yaml, written atomically (a killed process never leaves half a config that a resume would misread)."""
+    atomic_write(Path(path), lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True).encode()))
+
+
+def read_config(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # YAML errors of several types
+        raise UserError(f"{path} is unreadable ({type(err).__name__}): restore it, or move the run directory away and "
+                        f"start a new run") from None
+
+
 def _flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in cfg.items():
@@ -39,18 +53,42 @@ def _flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _schema_defaults() -> dict[str, Any]:
+    from ..config import TrainConfig
+
+    return _flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig), resolve=True))
+
+
 def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
-    """Keys whose values differ between a run directory's config.yaml and the current command, ignoring RESUMABLE_KEYS."""
+    """Keys whose values differ between a run directory's config.yaml and the current command, ignoring RESUMABLE_KEYS.
+
+    A key that the saved config lacks because the schema gained it later is no difference while the current value is
+    the schema's default (the behaviour the older code had)."""
     a = _flatten(OmegaConf.to_container(saved, resolve=True))
     b = _flatten(OmegaConf.to_container(current, resolve=True))
+    defaults = _schema_defaults()
+    missing = object()
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)]
+            if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)
+            and not (k not in a and k in defaults and b.get(k, missing) == defaults[k])]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl. A last line cut short (a process killed while appending it, or a full disk) is
+    left out: it has no newline yet, and the run that resumes drops it and writes it again."""
+    path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.split("\n")
+    complete, partial = lines[:-1], lines[-1]  # `partial` is "" when the file ends with a newline
+    rows = [json.loads(line) for line in complete if line.strip()]
+    if partial.strip():
+        try:
+            rows.append(json.loads(partial))
+        except json.JSONDecodeError:
+            pass
+    return rows
 
 
 def truncate_metrics(path: Path, last_iter: int) -> None:
