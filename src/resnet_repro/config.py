@@ -51,7 +51,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
-    impl: str = "auto"  # auto: fused on GPU, foreach on CPU | foreach | fused | loop (per-parameter, for benchmarks)
+    impl: str = "auto"  # auto: fused (GPU and CPU) | foreach | fused | loop (per-parameter, for benchmarks)
 
 
 @dataclass
@@ -80,6 +80,10 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU; CPU runs are deterministic anyway)
     progress: str = "auto"  # auto: a progress bar on a terminal, plain log lines otherwise | bar | log | none
+    # Several seeds in one job: seeds seed..seed+K-1, each written to its own ordinary run directory (seed<k>/ beside
+    # the job's); on a GPU each seed runs on its own CUDA stream. Results equal K single-seed runs (engine/multiseed.py).
+    seeds_per_job: int = 1
+    cuda_graphs: bool = False  # GPU: replay each training step as one CUDA graph (no per-kernel launch cost); ignored on CPU
 
 
 @dataclass
