@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -22,12 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
+from ..config import TrainConfig
 from ..data import build_data
 from ..errors import UserError
 from ..models import CifarNet, build_model
 from . import records
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import kill_point, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, init_distributed, resolve_device
 from .schedule import build_schedule
 from .wandb_logger import RunLogger
@@ -59,10 +62,26 @@ class RunDirectory:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"run directory {self.path} is in use by another process: wait for it, or use another hydra.run.dir") from None
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip()
+            self.unlock()
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise UserError(f"run directory {self.path} is in use by {who} (it holds {self.path / '.lock'}): wait for it "
+                            f"to finish, or use another hydra.run.dir") from None
+        for folder in (self.path, self.checkpoints):  # fail now, not at the first checkpoint
+            try:
+                if folder.is_dir():
+                    tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", suffix=".tmp").close()
+            except OSError as err:
+                self.unlock()
+                raise UserError(f"run directory {folder} is not writable ({err.strerror}): make it writable, or choose "
+                                f"another hydra.run.dir or run_root") from None
         self._lock_file.truncate(0)
         self._lock_file.write(f"{os.getpid()}\n")
         self._lock_file.flush()
+        # Temporary files of atomic writes whose process was killed: nobody else writes here while we hold the lock.
+        remove_stale_temporaries(self.path)
+        remove_stale_temporaries(self.checkpoints)
 
     def unlock(self) -> None:
         if self._lock_file is not None:
@@ -166,6 +185,9 @@ class Trainer:
         self.dirs = RunDirectory(run_dir)
         device_kind = "cuda" if cfg.trainer.device == "cuda" or (cfg.trainer.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.dist: DistInfo = init_distributed(device_kind)
+        if cfg.data.batch_size % self.dist.world_size:
+            raise UserError(f"data.batch_size={cfg.data.batch_size} is not divisible by the {self.dist.world_size} "
+                            f"processes: choose a multiple of {self.dist.world_size}, or another number of processes")
         self.device = resolve_device(cfg.trainer.device, self.dist)
         self.precision = resolve_precision(cfg.trainer.precision, self.device)
         self.is_main = self.dist.is_main
@@ -174,7 +196,7 @@ class Trainer:
     def _check_run_directory(self) -> bool:
         """Refuse a directory made by a different config; return True if the run there is already complete."""
         if self.dirs.config.exists():
-            diffs = records.config_differences(OmegaConf.load(self.dirs.config), self.cfg)
+            diffs = records.config_differences(records.read_config(self.dirs.config), self.cfg)
             if diffs:
                 raise UserError(
                     f"run directory {self.dirs.path} holds a run with a different config ({'; '.join(diffs[:3])}): "
@@ -226,7 +248,12 @@ class Trainer:
             "data_state": {"iteration": iteration, "seed": self.cfg.seed, "batch_size": self.cfg.data.batch_size},
             "train_sums": train_sums.cpu(), "warm_sums": warm_sums.cpu(), "best": self.best,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "wall_s": self.wall() if hasattr(self, "t_start") else None,
         }
+
+    def wall(self) -> float:
+        """Training time of the run so far, over all the processes that worked on it (killed ones included)."""
+        return self.previous_wall + time.perf_counter() - self.t_start
 
     def _resume(self) -> tuple[int, torch.Tensor, torch.Tensor]:
         zeros = (torch.zeros(3, device=self.device, dtype=torch.float64),
@@ -237,16 +264,26 @@ class Trainer:
                 raise UserError(f"{self.dirs.last} exists and trainer.resume=never would overwrite it: use another hydra.run.dir, or trainer.resume=auto to continue")
             return (0, *zeros)
         path = self.dirs.last if mode == "auto" else Path(mode)
+        self._finite_until, self._last_good = 0, None  # for the message if the loss diverges
         if mode == "auto" and not path.exists():
             return (0, *zeros)
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"])
-        self.best = state["best"]
-        log.info("resumed from %s at iteration %d", path, state["iteration"])
-        return state["iteration"], state["train_sums"].to(self.device), state["warm_sums"].to(self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            set_rng_state(state["rng"])
+            self.best = state["best"]
+            start = int(state["iteration"])
+            train_sums, warm_sums = state["train_sums"].to(self.device), state["warm_sums"].to(self.device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"checkpoint {path} does not fit this run ({first_line}): it was written for another "
+                            f"model or trainer version; resume from a checkpoint of this run, or start a new run") from None
+        self._finite_until, self._last_good = start, (path, start)
+        self.resumed_wall = state.get("wall_s")
+        log.info("resumed from %s at iteration %d", path, start)
+        return start, train_sums, warm_sums
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One SGD step; returns (loss sum, errors, images) on the device, float64, without waiting for it."""
@@ -325,13 +362,16 @@ class Trainer:
             self._build()
             self.best = math.inf
             start_iter, train_sums, warm_sums = self._resume()
-            previous_wall = 0.0
-            if self.dirs.summary.exists():
-                previous_wall = records.read_json(self.dirs.summary).get("wall_s") or 0.0
-            if self.is_main:
-                OmegaConf.save(self.cfg, self.dirs.config, resolve=True)
-                records.truncate_metrics(self.dirs.metrics, start_iter)
+            previous_wall = getattr(self, "resumed_wall", None)
+            if previous_wall is None:
+                previous_wall = 0.0
+                if start_iter and self.dirs.summary.exists():
+                    previous_wall = records.read_json(self.dirs.summary).get("wall_s") or 0.0
+            # Before anything is written: a logger that cannot start (W&B online without credentials) changes nothing.
             self.logger = RunLogger(cfg, self.dirs.path, enabled=self.is_main)
+            if self.is_main:
+                records.write_config(self.dirs.config, self.cfg)
+                records.truncate_metrics(self.dirs.metrics, start_iter)
             return (yield from self._loop(start_iter, train_sums, warm_sums, previous_wall))
         finally:
             self.dirs.unlock()
@@ -340,7 +380,8 @@ class Trainer:
               previous_wall: float) -> Generator[int, None, dict[str, Any]]:
         cfg, tcfg = self.cfg, self.cfg.trainer
         iteration, max_iters = start_iter, tcfg.max_iters
-        t_start = time.perf_counter()
+        t_start = self.t_start = time.perf_counter()
+        self.previous_wall = previous_wall
         window_start, eval_time, images_in_window = time.perf_counter(), 0.0, 0
         self._write_summary("running", iteration, previous_wall)
         progress = make_progress(tcfg.progress, start_iter, max_iters, enabled=self.is_main)
@@ -385,6 +426,7 @@ class Trainer:
                                "train_loss": loss_sum / count, "train_err": wrong_sum / count}
                         for split in self.data.eval_sets:
                             row.update(self.evaluate(split))
+                            kill_point("eval", iteration)  # tests only: SIGKILL in the middle of an evaluation
                         row["img_per_s"] = images_in_window / train_window_s
                         row["wall_s"] = previous_wall + time.perf_counter() - t_start
                         self.schedule.observe_eval(row.get("val_err", row["test_err"]))
@@ -413,18 +455,31 @@ class Trainer:
         self.logger.finish(summary)
         return summary
 
-    def _check_finite(self, loss_sum: float, iteration: int) -> None:
+    def _check_finite(self, loss_sum: float, iteration: int, what: str = "the training loss") -> None:
+        """Stop with the iteration window where `what` stopped being finite; checked at evaluations and checkpoints."""
+        since = getattr(self, "_finite_until", 0)
         if not math.isfinite(loss_sum):
-            raise UserError(
-                f"the training loss became {loss_sum} before iteration {iteration}: stopped; the last good checkpoint "
-                f"is {self.dirs.last if self.dirs.last.exists() else 'none'}; lower optim.lr or check the data"
-            )
+            last_good = getattr(self, "_last_good", None)
+            kept = f"the last good checkpoint, {last_good[0]} (iteration {last_good[1]}), is kept" if last_good \
+                else "no checkpoint was written"
+            raise UserError(f"{what} became {loss_sum} between iterations {since} and {iteration}: training stopped; "
+                            f"{kept}; lower optim.lr (or the schedule's) or check the data")
+        self._finite_until = iteration
 
     def _save(self, iteration: int, train_sums: torch.Tensor, warm_sums: torch.Tensor) -> None:
-        # Never let a diverged model replace the last good checkpoint.
-        self._check_finite(all_reduce_sum(train_sums.clone(), self.dist)[0].item(), iteration)
+        # Never let a diverged model replace the last good checkpoint: the loss since the last evaluation and every
+        # weight and buffer must be finite (one wait for the device, at checkpoints only).
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        weights_finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all() if tensors \
+            else torch.ones((), dtype=torch.bool, device=self.device)
+        loss_sum = all_reduce_sum(train_sums.clone(), self.dist)[0]
+        loss_value, weights_ok = torch.stack([loss_sum, weights_finite.to(loss_sum.dtype)]).tolist()
+        if math.isfinite(loss_value) and not weights_ok:
+            self._check_finite(math.nan, iteration, what="a weight of the model")
+        self._check_finite(loss_value, iteration)
         if self.is_main:
             save_checkpoint(self._checkpoint_state(iteration, train_sums, warm_sums), self.dirs.last)
+        self._last_good = (self.dirs.last, iteration)
 
 
 class Progress:
@@ -466,6 +521,16 @@ def make_progress(style: str, start: int, total: int, enabled: bool) -> Progress
     return Progress(style, start, total)
 
 
+def check_schema(cfg: DictConfig) -> None:
+    """Hydra lets `+key=value` add a key that the schema (config.py) does not have; nothing would read it."""
+    try:
+        OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg, resolve=True))
+    except ConfigKeyError as err:
+        key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+        raise UserError(f"unknown config key {key}: no such setting (the keys are in src/resnet_repro/config.py "
+                        f"and `python scripts/train.py --cfg job` prints them)") from None
+
+
 def run_to_end(steps: Generator[Any, None, Any]) -> Any:
     """Run a generator such as Trainer.fit_steps() to its end; what it returns."""
     while True:
@@ -477,6 +542,7 @@ def run_to_end(steps: Generator[Any, None, Any]) -> Any:
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train (or resume, or skip if complete) the run in `run_dir`; return its summary."""
+    check_schema(cfg)
     if cfg.trainer.get("seeds_per_job", 1) > 1 or cfg.trainer.get("cuda_graphs", False):
         from .multiseed import MultiSeedTrainer  # several seeds in one job, and/or CUDA-graphed steps
 
