@@ -101,7 +101,10 @@ def test_no_host_sync_per_iteration_on_gpu(tmp_path, fashion_mnist_dir, extra):
         return sum("synchronizing" in str(w.message) for w in caught)
 
     count(10)  # cuDNN's autotuning and first-use set-up happen once per process
-    assert count(50) == count(25)
+    assert count(30) == count(25)  # within the first epoch (32 batches): nothing per iteration
+    # Across an epoch boundary the data path copies the new epoch's order (a CPU randperm, so that the order does
+    # not depend on the device) from pageable host memory: at most that one sync per epoch.
+    assert count(50) <= count(25) + 1
 
 
 @pytest.mark.slow
@@ -193,12 +196,16 @@ def test_lane_directories():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_graph_steps_follow_the_eager_trajectory(tmp_path, fashion_mnist_dir):
+def test_cuda_graph_steps_follow_the_eager_trajectory(tmp_path, fashion_mnist_dir, monkeypatch):
     """trainer.cuda_graphs replays captured steps; its warm-up must not move the model: fp32 results stay close."""
     common = [*SMALL_RUN, "trainer.device=cuda", "trainer.precision=fp32", "trainer.max_iters=30",
               "trainer.eval_every=15", "trainer.checkpoint_every=15", "trainer.deterministic=true"]
-    train(compose_train_config(common), tmp_path / "eager")
-    train(compose_train_config([*common, "trainer.cuda_graphs=true"]), tmp_path / "graphs")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (the FC layer)
+    try:
+        train(compose_train_config(common), tmp_path / "eager")
+        train(compose_train_config([*common, "trainer.cuda_graphs=true"]), tmp_path / "graphs")
+    finally:
+        torch.use_deterministic_algorithms(False)  # the trainer sets it for the whole process
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=False) for d in ("eager", "graphs"))
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key].float(), value.float(), rtol=1e-3, atol=1e-4)

@@ -50,6 +50,8 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, "L40S": 362.0,
                     "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2, "RTX 3090": 71.0}
 PAPER_ITERS = 64_000
+# The issue's targets for the whole paper protocol (64k iterations, evaluations, checkpoints) on one H100, seconds.
+PROTOCOL_TARGET_S = {"resnet20": 90, "resnet56": 180, "resnet110": 360, "resnet1202": 2400}
 
 
 @dataclass
@@ -86,6 +88,9 @@ class Settings:
     peak_tflops: float | None = None
     cifar_root: str = "data/cifar10"
     only: tuple[str, ...] = ()
+    protocol: tuple[str, ...] = ()
+    protocol_iters: int = PAPER_ITERS
+    protocol_seeds: int = 1
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------------
@@ -393,6 +398,7 @@ def bench_train_step(settings: Settings, model_name: str) -> Result:
             details["fraction_of_bf16_peak_ours"] = details["achieved_tflops_ours"] / peak
         details["projected_64k_steps_s_ours"] = PAPER_ITERS / o
         del model, trainer
+    details["samples"] = {k: [v * BATCH for v in vs] for k, vs in details["samples"].items()}  # steps/s -> img/s
     return Result(f"train_step_{model_name}", "img/s", b * BATCH, o * BATCH, details=details)
 
 
@@ -476,7 +482,7 @@ def settings_to_json(settings: Settings) -> str:
 def settings_from_json(text: str) -> Settings:
     d = json.loads(text)
     d["device"] = torch.device(d["device"])
-    for key in ("memory_models", "step_models", "only"):
+    for key in ("memory_models", "step_models", "only", "protocol"):
         d[key] = tuple(d[key])
     return Settings(**d)
 
@@ -536,6 +542,36 @@ def bench_multiseed(settings: Settings, k: int = 3) -> Result:
     return Result(name, "seed-it/s", b, o, details={**info, "seeds": k, "cuda_graphs": settings.cuda_graphs})
 
 
+# ----- paper_protocol_<model> (GPU) --------------------------------------------------------------------------------
+def bench_protocol(settings: Settings, model_name: str) -> Result:
+    """Wall time of the paper's CIFAR-10 protocol as `make reproduce-cifar` runs it (experiment=cifar10/<model>: 64k
+    iterations, an evaluation every 1000, a checkpoint every 2000), on this device, with --cuda-graphs/--compile."""
+    from .engine.trainer import train
+    from .models import build_model
+    from .testing.configs import compose_train_config
+
+    k = settings.protocol_seeds
+    name = f"paper_protocol_{model_name}" + (f"_x{k}" if k > 1 else "")
+    overrides = [f"experiment=cifar10/{model_name}", f"data.root={settings.cifar_root}",
+                 f"trainer.device={settings.device.type}", "trainer.progress=none", "trainer.resume=never",
+                 f"trainer.max_iters={settings.protocol_iters}", f"trainer.seeds_per_job={k}",
+                 f"trainer.compile={str(settings.compile).lower()}", f"trainer.cuda_graphs={str(settings.cuda_graphs).lower()}"]
+    cfg = compose_train_config(overrides)
+    with tempfile.TemporaryDirectory() as tmp, cifar_data(settings):
+        summary = train(cfg, Path(tmp) / "seed0")
+    wall = summary["wall_s"]
+    flops = 3 * 2 * build_model(model_name).flops() * BATCH * settings.protocol_iters * k
+    details = {"iters": settings.protocol_iters, "seeds": k, "precision": summary["precision"],
+               "compile": settings.compile, "cuda_graphs": settings.cuda_graphs, "data": describe_data(settings),
+               "target_s_h100": PROTOCOL_TARGET_S.get(model_name), "achieved_tflops_ours": flops / wall / 1e12,
+               "command": "python scripts/train.py " + " ".join(overrides)}
+    peak = peak_tflops(settings)
+    if peak:
+        details["bf16_peak_tflops"] = peak
+        details["fraction_of_bf16_peak_ours"] = details["achieved_tflops_ours"] / peak
+    return Result(name, "s", None, wall, details=details)
+
+
 # ----- the run ------------------------------------------------------------------------------------------------------
 def host_info(settings: Settings) -> dict[str, Any]:
     cpu = platform.processor()
@@ -561,7 +597,12 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result]]]:
     plan.append(("sgd_step_resnet110", lambda: bench_sgd(settings)))
     plan += [(f"peak_memory_{m}", lambda m=m: bench_peak_memory(settings, m)) for m in settings.memory_models]
     plan.append(("multiseed3_resnet20", lambda: bench_multiseed(settings)))
+    suffix = f"_x{settings.protocol_seeds}" if settings.protocol_seeds > 1 else ""
+    plan += [(f"paper_protocol_{m}{suffix}", lambda m=m: bench_protocol(settings, m)) for m in settings.protocol]
     if settings.only:
+        unknown = set(settings.only) - {n for n, _ in plan}
+        if unknown:
+            raise SystemExit(f"--only: no benchmark named {', '.join(sorted(unknown))} (names: {', '.join(n for n, _ in plan)})")
         plan = [(n, f) for n, f in plan if n in settings.only]
     return plan
 
@@ -587,7 +628,7 @@ def markdown(report: dict[str, Any]) -> str:
         notes = []
         if "skipped" in d:
             notes.append(f"skipped: {d['skipped']}")
-        for key in ("precision", "optimizer", "ours", "fraction_of_bf16_peak_ours", "achieved_tflops_ours",
+        for key in ("precision", "optimizer", "ours", "target_s_h100", "fraction_of_bf16_peak_ours", "achieved_tflops_ours",
                     "projected_64k_s_ours", "projected_64k_steps_s_ours"):
             if key in d and not isinstance(d[key], dict):
                 value = d[key]
@@ -624,6 +665,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table")
     p.add_argument("--cifar-root", default="data/cifar10")
     p.add_argument("--only", nargs="*", default=(), help="run only these benchmarks (names as in the JSON)")
+    p.add_argument("--protocol", nargs="*", default=(), metavar="MODEL", help="also time the whole paper protocol "
+                   "(64k iterations with evaluations and checkpoints) of these nets, e.g. resnet20 resnet56 (GPU)")
+    p.add_argument("--protocol-iters", type=int, default=PAPER_ITERS, help="iterations of --protocol runs")
+    p.add_argument("--protocol-seeds", type=int, default=1, help="seeds per --protocol job (trainer.seeds_per_job)")
     return p.parse_args(argv)
 
 
@@ -632,7 +677,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
     threads = args.threads or torch.get_num_threads()
     settings = Settings(quick=args.quick, device=device, threads=threads, workers=threads, compile=args.compile,
                         cuda_graphs=args.cuda_graphs, peak_tflops=args.peak_tflops, cifar_root=args.cifar_root,
-                        only=tuple(args.only), e2e_iters=args.e2e_iters)
+                        only=tuple(args.only), e2e_iters=args.e2e_iters, protocol=tuple(args.protocol),
+                        protocol_iters=args.protocol_iters, protocol_seeds=args.protocol_seeds)
     if args.quick:
         settings.rounds, settings.data_batches, settings.e2e_warmup = 1, 40, 20
         settings.step_iters, settings.step_warmup, settings.sgd_iters = 3, 1, 10
