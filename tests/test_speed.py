@@ -212,6 +212,54 @@ def test_cuda_graph_steps_follow_the_eager_trajectory(tmp_path, fashion_mnist_di
     assert isinstance(b["optimizer"]["param_groups"][0]["lr"], float)
 
 
+@pytest.mark.slow
+def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fashion_mnist_dir, monkeypatch):
+    """What GraphedStep does around the CUDA graph, on CPU: its warm-up steps are undone (weights, BN statistics,
+    momentum), the learning rate reaches the step through a tensor, batches go through static buffers, and the records
+    and checkpoints keep plain floats. With the capture and the replay swapped for eager steps, the run must equal the
+    eager run bitwise; on a GPU test_cuda_graph_steps_follow_the_eager_trajectory checks the graphs themselves."""
+    from contextlib import nullcontext
+
+    from resnet_repro.engine import multiseed
+
+    class FakeStream:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    def eager_replay(self):  # what the captured kernels do: fresh gradients, the lr read from the tensor
+        groups = self.trainer.optimizer.param_groups
+        floats = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] = self.lr
+        self.trainer.optimizer.zero_grad(set_to_none=True)
+        self.static_sums.copy_(self._step())
+        for group, lr in zip(groups, floats):
+            group["lr"] = lr
+
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *args: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph: nullcontext())  # the capture runs the step once, eagerly
+    monkeypatch.setattr(multiseed.GraphedStep, "_replay", eager_replay)
+    monkeypatch.setattr(multiseed, "use_cuda_graphs", lambda cfg, trainer: True)
+    common = [*SMALL_RUN, "schedule.milestones=[15,25]", "trainer.max_iters=30", "trainer.eval_every=10",
+              "trainer.checkpoint_every=10"]
+    train(compose_train_config(common), tmp_path / "eager")
+    train(compose_train_config([*common, "trainer.cuda_graphs=true"]), tmp_path / "graphs")
+    assert without_timing(read_rows(tmp_path / "graphs")) == without_timing(read_rows(tmp_path / "eager"))
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=False) for d in ("eager", "graphs"))
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for p, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][p]["momentum_buffer"])
+    assert b["optimizer"]["param_groups"][0]["lr"] == a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)
+    assert isinstance(b["optimizer"]["param_groups"][0]["lr"], float)
+
+
 def test_bench_writes_its_report(tmp_path):
     """A tiny run of two benchmarks: the JSON has the documented schema and the Markdown table its rows."""
     from resnet_repro.bench import main

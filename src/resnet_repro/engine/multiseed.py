@@ -155,8 +155,11 @@ class GraphedStep:
             self.lr_value = lr
         self.static_images.copy_(images)
         self.static_labels.copy_(labels)
-        self.graph.replay()
+        self._replay()
         return self.static_sums.clone()
+
+    def _replay(self) -> None:
+        self.graph.replay()  # (tests/test_speed.py replaces this and the capture with eager steps to test the rest on CPU)
 
 
 class Lane(Trainer):
