@@ -344,13 +344,13 @@ def fast_step(settings: Settings, model_name: str, run_dir: Path):
     """The trainer's own step (Trainer.train_step, or its CUDA graph with --cuda-graphs)."""
     trainer = build_trainer(settings, model_name, run_dir)
     images, labels = fixed_batch(settings.device)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.1  # what the loop sets before each step
     if settings.cuda_graphs and settings.device.type == "cuda":
         from .engine.multiseed import GraphedStep
 
         graphed = GraphedStep(trainer, images, labels)
-        return trainer, lambda: graphed(images, labels, 0.1)
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = 0.1
+        return trainer, lambda: graphed(images, labels)
     return trainer, lambda: trainer.train_step(images, labels)
 
 
@@ -523,7 +523,7 @@ def bench_multiseed(settings: Settings, k: int = 3) -> Result:
             with torch.cuda.stream(stream):
                 if settings.cuda_graphs:
                     graphed = GraphedStep(trainer, images, labels)
-                    steps.append(lambda g=graphed, x=images, y=labels: g(x, y, 0.1))
+                    steps.append(lambda g=graphed, x=images, y=labels: g(x, y))
                 else:
                     steps.append(lambda t=trainer, x=images, y=labels: t.train_step(x, y))
 
