@@ -368,11 +368,12 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
     cfg = small_cfg(imagenet_root)
     data = build_data(cfg, CPU, seed=0)
     torch.manual_seed(0)  # the trainer seeds, builds the data (no global RNG draws), then the model
-    model = build_model("resnet18", num_classes=3, shortcut="A")
+    model = build_model("resnet18", num_classes=3, shortcut="A").to(memory_format=torch.channels_last)  # as the trainer
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=True)
     bn_buffers = [b for name, b in model.named_buffers()]
     losses = []
     for images, labels in take(data.train_batches(0), iters):
+        images = images.contiguous(memory_format=torch.channels_last)
         half = [F.cross_entropy(model(images[:3]), labels[:3])]
         rank0_buffers = [b.clone() for b in bn_buffers]
         half.append(F.cross_entropy(model(images[3:]), labels[3:]))

@@ -76,7 +76,7 @@ class TrainerConfig:
     resume: str = "auto"  # auto: continue from checkpoints/last.pt if there | never | a checkpoint path
     device: str = "auto"  # auto: cuda if available, else cpu | cpu | cuda
     precision: str = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU | bf16 | fp32
-    channels_last: bool = True  # memory format for convolutions (GPU)
+    channels_last: bool = True  # NHWC memory format for convolutions (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU; CPU runs are deterministic anyway)
     progress: str = "auto"  # auto: a progress bar on a terminal, plain log lines otherwise | bar | log | none

@@ -23,15 +23,18 @@ def random_crop_flip_params(n: int, size: int, generator: torch.Generator, devic
 
 
 def augment_batch(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Zero-pad normalized images by PAD, crop at (dy, dx), mirror where `flip`: one batched gather.
+    """Zero-pad normalized images by PAD, crop at (dy, dx), mirror where `flip`: one gather of flat indices.
 
     Padding is applied after mean subtraction, so padded pixels are exactly zero at the network's input.
+    (index_select on flat indices, because advanced indexing runs element by element on the CPU.)
     """
     n, c, h, w = images.shape
     padded = F.pad(images, (PAD, PAD, PAD, PAD))
-    rows = dy[:, None] + torch.arange(h, device=images.device)  # n, h
-    cols = torch.arange(w, device=images.device).expand(n, w)
+    height, width = h + 2 * PAD, w + 2 * PAD
+    device = images.device
+    rows = dy[:, None] + torch.arange(h, device=device)  # n, h
+    cols = torch.arange(w, device=device).expand(n, w)
     cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]  # n, w
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # n, h, w, c
-    return out.permute(0, 3, 1, 2)
+    planes = torch.arange(n * c, device=device).view(n, c) * (height * width)  # start of each image's channel
+    index = planes[:, :, None, None] + (rows[:, :, None] * width + cols[:, None, :])[:, None]  # n, c, h, w
+    return padded.reshape(-1).index_select(0, index.reshape(-1)).view(n, c, h, w)

@@ -166,12 +166,12 @@ class DeviceImageData:
         index = self._epoch_order(epoch)[step * global_batch : (step + 1) * global_batch]
         local = slice(self.rank * global_batch // self.world_size, (self.rank + 1) * global_batch // self.world_size)
         index = index[local]
-        images = normalize(self.train_images[index], self.mean)
+        images = normalize(self.train_images.index_select(0, index), self.mean)  # index_select: a fast gather
         if self.cfg.augment:
             generator = stream_generator(self.seed, _STREAM_AUGMENT, iteration, self.device)
             dy, dx, flip = random_crop_flip_params(global_batch, images.shape[-1], generator, self.device)
             images = augment_batch(images, dy[local], dx[local], flip[local])
-        return images, self.train_labels[index]
+        return images, self.train_labels.index_select(0, index)
 
     def train_batches(self, start_iter: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         iteration = start_iter

@@ -223,7 +223,7 @@ class Trainer:
             raise UserError(f"{err} (set model=... or model.name=...)") from None
         self.model_info = {"params": self.model.num_params(), "flops": self.model.flops(),
                            "family": "cifar" if isinstance(self.model, CifarNet) else "imagenet", "depth": self.model.depth}
-        memory_format = torch.channels_last if cfg.trainer.channels_last and self.device.type == "cuda" else torch.contiguous_format
+        memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.model.to(self.device, memory_format=memory_format)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
