@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -119,4 +120,10 @@ def git_state() -> tuple[str | None, bool | None]:
 
 
 def command_line() -> str:
-    return " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else ""
+    """The command that makes this run alone: the training script with this job's own overrides (the same inside a
+    sweep or a SLURM job, whose sys.argv is the sweep's or submitit's), else the process's command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return " ".join(["python scripts/train.py", *map(shlex.quote, HydraConfig.get().overrides.task)])
+    return " ".join(["python", *map(shlex.quote, sys.argv)]) if sys.argv and sys.argv[0] else ""
