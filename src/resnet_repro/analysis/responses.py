@@ -99,22 +99,19 @@ def load_trained_model(run: Run, checkpoint: str = "last.pt", device: str | torc
 
 
 def normalized_test_set(run: Run, data_root: str, dataset: str | None = None) -> torch.Tensor:
-    """The test images as the run's trainer saw them: /255 minus the per-pixel mean of the run's training split."""
-    from resnet_repro.data import load_test_set
-    from resnet_repro.data.augment import normalize
-    from resnet_repro.data.small_images import ImageArrays, load_split, paper_split
+    """The test images as the run's trainer saw them: built by the trainer's own data class from the run's data
+    config, so the per-pixel mean (of the run's training split) and any test subset are the run's."""
+    from omegaconf import OmegaConf
 
-    name = dataset or run.dataset
-    train = load_split(name, data_root, train=True)
-    if run.cfg("data.split", "paper") == "paper":
-        train, _ = paper_split(train, run.cfg("data.val_size", 5000))
-    if run.cfg("data.limit_train", 0):
-        train = ImageArrays(train.images[: run.cfg("data.limit_train")], train.labels[: run.cfg("data.limit_train")])
-    mean = (train.images.double().mean(0) / 255).float()
-    test_images = load_test_set(name, data_root).images
-    if run.cfg("data.limit_test", 0):  # smoke runs: the test subset the run itself was evaluated on
-        test_images = test_images[: run.cfg("data.limit_test")]
-    return normalize(test_images, mean)
+    from resnet_repro.config import DataConfig
+    from resnet_repro.data import DeviceImageData
+    from resnet_repro.data.augment import normalize
+
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), run.config.get("data", {}))
+    cfg.root, cfg.name = data_root, dataset or cfg.name
+    data = DeviceImageData(cfg, torch.device("cpu"), seed=run.seed)
+    test = data.eval_sets["test"]
+    return normalize(test.images, data.mean)
 
 
 def pick_fig7_runs(runs: list[Run], models=FIG7_MODELS) -> dict[str, Run]:
