@@ -136,3 +136,24 @@ def test_two_job_multirun(tmp_path, fashion_mnist_dir):
     # Running the sweep again skips the complete runs.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("already complete") == 2
+
+
+@pytest.mark.slow
+def test_the_documented_overrides_train_on_cifar10(fake_cifar10, tmp_path):
+    """The override line of the training issue, as written, on a fake CIFAR-10 in torchvision's layout (the real
+    loading code, checksums included: tests/fake_data.py gives torchvision the fake files' MD5 table)."""
+    from fake_data import cifar10_command, write_md5_table
+
+    root, md5 = fake_cifar10
+    run_dir = tmp_path / "run"
+    cmd = cifar10_command(write_md5_table(tmp_path / "md5.json", md5), "scripts/train.py",
+                          "data=cifar10", f"data.root={root}", "data.batch_size=25", "model=resnet56", "model.shortcut=B",
+                          "trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2", "seed=7",
+                          "logger=none", f"hydra.run.dir={run_dir}", "data.val_size=50")  # the fake set has 250 images
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["model"], summary["shortcut"], summary["seed"], summary["dataset"]) == ("resnet56", "B", 7, "cifar10")
+    assert summary["status"] == "complete" and summary["iters"] == 4 and summary["params"] > 853_018  # B adds projections
+    assert [r["iter"] for r in read_metrics(run_dir)] == [2, 4] and (run_dir / "checkpoints" / "last.pt").exists()
