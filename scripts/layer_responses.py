@@ -21,8 +21,10 @@ from resnet_repro.analysis import curves
 from resnet_repro.analysis.responses import (FIG7_MODELS, figure7, layer_responses, load_trained_model,
                                              normalized_test_set, pick_fig7_runs, responses_frame)
 from resnet_repro.analysis.runs import load_runs, pick_experiment
+from resnet_repro.cli import exit_on_user_error
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", default="results/runs")

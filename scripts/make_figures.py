@@ -14,8 +14,10 @@ import pandas as pd
 from resnet_repro.analysis import curves, responses, tables
 from resnet_repro.analysis.report import build_report
 from resnet_repro.analysis.runs import find_partial_dirs, load_runs, load_wandb_runs, pick_experiment
+from resnet_repro.cli import exit_on_user_error
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", default="results/runs", help="root of the run directories (default: results/runs)")

@@ -267,6 +267,22 @@ def test_resume_never_refuses_to_overwrite_a_checkpoint(existing_run):
     assert_unchanged(before, existing_run)
 
 
+@pytest.mark.slow
+def test_corrupt_metrics_line(existing_run, tmp_path):
+    """A damaged line in the middle of metrics.jsonl: resume and make figures each stop with one line naming the file
+    and the line; nothing changes. (A half-written last line is normal after a kill and is left out.)"""
+    metrics = existing_run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text(lines[0][:5] + "\n" + "".join(lines[1:]))
+    before = snapshot(existing_run)
+    assert_one_line_error(train(existing_run), f"{metrics} line 1 is not JSON")
+    assert_unchanged(before, existing_run)
+    figures = subprocess.run([sys.executable, "scripts/make_figures.py", "--runs", str(existing_run.parent),
+                   "--out", str(tmp_path / "out")], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert_one_line_error(figures, f"{metrics} line 1 is not JSON")
+    assert_unchanged(before, existing_run)
+
+
 # ----- divergence -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, fashion_mnist_dir):

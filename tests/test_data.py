@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from resnet_repro.config import DataConfig
-from resnet_repro.data.augment import PAD, augment_batch, normalize, random_crop_flip_params
+from resnet_repro.data.augment import PAD, CropFlipImages, normalize, random_crop_flip_params
 from resnet_repro.data.small_images import DeviceImageData, ImageArrays, load_fashion_mnist, paper_split
 from resnet_repro.errors import UserError
 
@@ -14,27 +14,39 @@ from resnet_repro.errors import UserError
 CHI2_80_DOF_P001 = 124.84
 
 
-def coordinate_images(n: int, size: int = 32) -> torch.Tensor:
-    """Images whose pixel (r, c) holds 1 + r * size + c in every channel, so a crop reveals where it came from."""
-    grid = 1 + torch.arange(size)[:, None] * size + torch.arange(size)[None, :]
-    return grid.float().expand(n, 3, size, size).clone()
-
-
-def test_augment_batch_applies_each_images_own_crop_and_flip():
-    images = coordinate_images(64)
-    dy, dx, flip = random_crop_flip_params(64, 32, torch.Generator().manual_seed(1), "cpu")
-    out = augment_batch(images, dy, dx, flip)
-    assert flip.any() and not flip.all() and len(set(zip(dy.tolist(), dx.tolist()))) > 10
-    # Against a direct per-image computation: pad, crop, flip.
-    for i in range(64):
-        padded = torch.nn.functional.pad(images[i], (PAD,) * 4)
+def reference_augment(images: torch.Tensor, mean: torch.Tensor, dy, dx, flip) -> torch.Tensor:
+    """The paper's augmentation image by image: subtract the mean, zero-pad, crop, mirror."""
+    out = []
+    for i in range(len(images)):
+        padded = torch.nn.functional.pad(images[i].float() / 255 - mean, (PAD,) * 4)
         crop = padded[:, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
-        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+        out.append(crop.flip(-1) if flip[i] else crop)
+    return torch.stack(out)
+
+
+def test_batched_crop_flip_matches_a_per_image_computation():
+    images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
+    mean = images.double().mean(0).float() / 255
+    store = CropFlipImages(images, mean)
+    index = torch.randperm(300, generator=torch.Generator().manual_seed(2))[:64]
+    dy, dx, flip = random_crop_flip_params(64, torch.Generator().manual_seed(1), "cpu")
+    assert flip.any() and not flip.all() and len(set(zip(dy.tolist(), dx.tolist()))) > 10
+    out = store.batch(index, dy, dx, flip)
+    assert out.shape == (64, 3, 32, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out, reference_augment(images[index], mean, dy, dx, flip), rtol=0, atol=1e-6)
+    # Every corner offset and both flips, on the first and last stored image (the view's edges).
+    edges = torch.tensor([0, 299] * 8)
+    offsets = torch.tensor([0, 2 * PAD]).repeat_interleave(8)
+    corner_dx = torch.tensor([0, 0, 2 * PAD, 2 * PAD] * 4)
+    mirror = torch.tensor([False, True]).repeat(8)
+    torch.testing.assert_close(store.batch(edges, offsets, corner_dx, mirror),
+                               reference_augment(images[edges], mean, offsets, corner_dx, mirror), rtol=0, atol=1e-6)
+    torch.testing.assert_close(store.center(index), normalize(images[index], mean), rtol=0, atol=1e-6)
 
 
 def test_crop_offsets_uniform_over_81_positions_and_flip_rate_half():
     n = 81 * 200
-    dy, dx, flip = random_crop_flip_params(n, 32, torch.Generator().manual_seed(0), "cpu")
+    dy, dx, flip = random_crop_flip_params(n, torch.Generator().manual_seed(0), "cpu")
     counts = torch.bincount(dy * 9 + dx, minlength=81).double()
     assert counts.numel() == 81 and dy.min() == 0 and dy.max() == 2 * PAD
     expected = n / 81
@@ -45,9 +57,9 @@ def test_crop_offsets_uniform_over_81_positions_and_flip_rate_half():
 
 
 def test_padding_is_zero_and_image_content_is_kept():
-    images = torch.ones(500, 3, 32, 32)
-    dy, dx, flip = random_crop_flip_params(500, 32, torch.Generator().manual_seed(3), "cpu")
-    out = augment_batch(images, dy, dx, flip)
+    images = torch.full((500, 3, 32, 32), 255, dtype=torch.uint8)
+    dy, dx, flip = random_crop_flip_params(500, torch.Generator().manual_seed(3), "cpu")
+    out = CropFlipImages(images, torch.zeros(3, 32, 32)).batch(torch.arange(500), dy, dx, flip)
     assert set(out.unique().tolist()) <= {0.0, 1.0}
     visible_rows = 32 - (dy - PAD).abs()
     visible_cols = 32 - (dx - PAD).abs()
@@ -59,7 +71,7 @@ def test_normalize_subtracts_the_per_pixel_mean():
     mean = images.double().mean(0).float() / 255
     out = normalize(images, mean)
     assert out.mean(0).abs().max() < 1e-5
-    assert torch.allclose(out[7], images[7].float() / 255 - mean)
+    torch.testing.assert_close(out[7], images[7].float() / 255 - mean, rtol=0, atol=1e-6)
 
 
 def test_paper_split_is_disjoint_deterministic_and_45k_5k():

@@ -6,6 +6,7 @@ Everything runs on a tiny ImageFolder of JPEGs made here (3 classes, 6 training 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -164,6 +165,24 @@ def test_scale_crop_flip_and_pca_lighting(imagenet_root):
     expected = (PCA_EIGVEC @ (alpha[0] * PCA_EIGVAL))[:, None, None].expand(3, 32, 32)
     torch.testing.assert_close(shift[0], expected, atol=1e-6, rtol=0)
     assert shift[1].abs().max() == 0
+
+
+def test_batch_decode_path_matches_decoding_in_the_workers(imagenet_root):
+    """data.gpu_decode's path (the workers only read the files; whole batches are decoded on the training device
+    with torchvision.io.decode_jpeg, then cut into views there), run here with the CPU decoder: bit for bit the
+    batches of the default path, for training and for the three test views. On a GPU, nvJPEG and the CUDA resize
+    kernels change pixels slightly; the views themselves stay the same."""
+    default = ImageNetData(small_cfg(imagenet_root), CPU, seed=0)
+    batch_decode = ImageNetData(small_cfg(imagenet_root), CPU, seed=0)
+    batch_decode.cfg = dataclasses.replace(batch_decode.cfg, gpu_decode=True)  # the constructor refuses it on a CPU
+    for (a, la), (b, lb) in zip(take(default.train_batches(2), 3), take(batch_decode.train_batches(2), 3)):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    for view in ("center", "10crop", "full"):
+        for (a, la), (b, lb) in zip(default.view_batches("test", view), batch_decode.view_batches("test", view),
+                                    strict=True):
+            assert torch.equal(la, lb)
+            for x, y in zip(a, b, strict=True):  # per image (full: whole images of different sizes)
+                assert torch.equal(x, y)
 
 
 def test_configuration_errors(imagenet_root, tmp_path):

@@ -16,6 +16,9 @@ holds on a shared, noisy machine. Results (JSON and a Markdown table) go to resu
 - sgd_step_resnet110: the trainer's SGD (foreach on CPU, fused on GPU) against a per-parameter loop.
 - peak_memory_<model>: peak memory of a training step at batch 128, eager fp32 against ours (ratio < 1 is better).
 - multiseed3_resnet20 (GPU only): 3 seeds stepped on 3 CUDA streams in one job against 3 seeds one after another.
+- imagenet_decode (GPU only): training images/s of the ImageNet input pipeline, JPEGs decoded in the DataLoader
+  workers (libjpeg-turbo) against data.gpu_decode=true (nvJPEG on whole batches), the same workers either way; on
+  --imagenet-root, or else on a folder of synthetic 500x375 JPEGs made for the run.
 
 Without CIFAR-10 under --cifar-root the data is random uint8 images of CIFAR's shape and size (throughput does not
 depend on the pixels); the JSON says which.
@@ -91,6 +94,7 @@ class Settings:
     protocol: tuple[str, ...] = ()
     protocol_iters: int = PAPER_ITERS
     protocol_seeds: int = 1
+    imagenet_root: str | None = None
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------------
@@ -542,6 +546,49 @@ def bench_multiseed(settings: Settings, k: int = 3) -> Result:
     return Result(name, "seed-it/s", b, o, details={**info, "seeds": k, "cuda_graphs": settings.cuda_graphs})
 
 
+# ----- imagenet_decode (GPU) -----------------------------------------------------------------------------------
+def synthetic_jpeg_folder(root: Path, classes: int = 8, per_class: int = 128, seed: int = 0) -> Path:
+    """An ImageFolder of 500x375 JPEGs (ImageNet's typical size; quality 90, smooth colours plus noise, about the
+    file size of ImageNet's photos), with a val/ of one image per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:375, 0:500]
+    for split, n in (("train", per_class), ("val", 1)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                a, b, d = rng.uniform(0.2, 2.0, 3)
+                base = np.stack([xx * a, yy * b, (xx + yy) * d], -1) % 256 + rng.normal(0, 12, (375, 500, 3))
+                Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / f"img{i}.JPEG", quality=90)
+    return root
+
+
+def bench_imagenet_decode(settings: Settings) -> Result:
+    name = "imagenet_decode"
+    if settings.device.type != "cuda":
+        return Result(name, "img/s", None, None, details={"skipped": "GPU only: data.gpu_decode decodes on a CUDA GPU"})
+    from .config import DataConfig
+    from .data.imagenet import loader_throughput
+
+    batch, batches = 256, max(settings.data_batches // 5, 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = settings.imagenet_root or synthetic_jpeg_folder(Path(tmp))
+
+        def rate(gpu_decode: bool) -> float:
+            # mean_std normalization: the per-pixel mean would cost a pass over the files first, and normalization
+            # runs on the GPU the same way for both
+            cfg = DataConfig(name="imagenet", root=str(root), batch_size=batch, num_workers=settings.workers,
+                             normalize="mean_std", gpu_decode=gpu_decode)
+            return loader_throughput(cfg, settings.device, batches=batches, warmup=3)["img_per_s"]
+
+        b, o, info = interleaved(lambda: rate(False), lambda: rate(True), settings.rounds)
+    return Result(name, "img/s", b, o, details={
+        **info, "batch": batch, "batches": batches, "workers": settings.workers,
+        "data": str(settings.imagenet_root) if settings.imagenet_root else "synthetic 500x375 JPEGs, 8 classes x 128"})
+
+
 # ----- paper_protocol_<model> (GPU) --------------------------------------------------------------------------------
 def bench_protocol(settings: Settings, model_name: str) -> Result:
     """Wall time of the paper's CIFAR-10 protocol as `make reproduce-cifar` runs it (experiment=cifar10/<model>: 64k
@@ -597,6 +644,7 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result]]]:
     plan.append(("sgd_step_resnet110", lambda: bench_sgd(settings)))
     plan += [(f"peak_memory_{m}", lambda m=m: bench_peak_memory(settings, m)) for m in settings.memory_models]
     plan.append(("multiseed3_resnet20", lambda: bench_multiseed(settings)))
+    plan.append(("imagenet_decode", lambda: bench_imagenet_decode(settings)))
     suffix = f"_x{settings.protocol_seeds}" if settings.protocol_seeds > 1 else ""
     plan += [(f"paper_protocol_{m}{suffix}", lambda m=m: bench_protocol(settings, m)) for m in settings.protocol]
     if settings.only:
@@ -664,6 +712,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--e2e-iters", type=int, default=200, help="timed iterations of trainer_end_to_end_resnet20")
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table")
     p.add_argument("--cifar-root", default="data/cifar10")
+    p.add_argument("--imagenet-root", default=None, help="an ImageNet folder for imagenet_decode (default: synthetic JPEGs)")
     p.add_argument("--only", nargs="*", default=(), help="run only these benchmarks (names as in the JSON)")
     p.add_argument("--protocol", nargs="*", default=(), metavar="MODEL", help="also time the whole paper protocol "
                    "(64k iterations with evaluations and checkpoints) of these nets, e.g. resnet20 resnet56 (GPU)")
@@ -678,7 +727,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
     settings = Settings(quick=args.quick, device=device, threads=threads, workers=threads, compile=args.compile,
                         cuda_graphs=args.cuda_graphs, peak_tflops=args.peak_tflops, cifar_root=args.cifar_root,
                         only=tuple(args.only), e2e_iters=args.e2e_iters, protocol=tuple(args.protocol),
-                        protocol_iters=args.protocol_iters, protocol_seeds=args.protocol_seeds)
+                        protocol_iters=args.protocol_iters, protocol_seeds=args.protocol_seeds,
+                        imagenet_root=args.imagenet_root)
     if args.quick:
         settings.rounds, settings.data_batches, settings.e2e_warmup = 1, 40, 20
         settings.step_iters, settings.step_warmup, settings.sgd_iters = 3, 1, 10

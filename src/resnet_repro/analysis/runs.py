@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ..engine import records
+
 METRIC_KEYS = ("iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err",
                "val_loss", "val_err", "test_top5_err", "img_per_s", "wall_s")
 
@@ -95,15 +97,8 @@ def find_partial_dirs(root: str | Path) -> list[Path]:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """metrics.jsonl; a half-written last line (run still going or killed mid-write) is skipped."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    df = pd.DataFrame(rows)
+    """metrics.jsonl as a frame sorted by iteration (records.read_metrics: a half-written last line is left out)."""
+    df = pd.DataFrame(records.read_metrics(path))
     return df.sort_values("iter").reset_index(drop=True) if "iter" in df else df
 
 

@@ -1,7 +1,8 @@
 """CIFAR-10/100 and Fashion-MNIST, held on the training device as uint8 tensors, batched and augmented there.
 
-The whole 32x32 training set fits in GPU memory (150 MB for CIFAR), so it moves once; every batch is then a
-gather plus the batched augmentation of augment.py, with no DataLoader, worker processes or PIL.
+The whole 32x32 training set fits in GPU memory (480 MB for CIFAR, padded and with its mirror images: see
+augment.CropFlipImages), so it moves once; every augmented batch is then one gather of pixel rows and one float
+pass, with no DataLoader, worker processes or PIL.
 
 Randomness is derived from (seed, iteration), not from a running generator, so the data order and every crop
 are a function of the iteration number: resume is exact, and any number of DDP processes sees the same global
@@ -21,7 +22,7 @@ import torchvision
 
 from ..config import DataConfig
 from ..errors import UserError
-from .augment import augment_batch, normalize, random_crop_flip_params
+from .augment import CropFlipImages, normalize, random_crop_flip_params
 
 CIFAR_CLASSES = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
 FASHION_MNIST_FILES = {
@@ -147,15 +148,17 @@ class DeviceImageData:
         self.train_size = len(train)
         self.batches_per_epoch = len(train) // cfg.batch_size  # the last partial batch of an epoch is dropped
         self.mean = (train.images.double().mean(0) / 255).float().to(device)  # per-pixel mean of the training split
-        self.train_images, self.train_labels = train.images.to(device), train.labels.to(device)
+        self.train_images = CropFlipImages(train.images.to(device), self.mean)
+        self.train_labels = train.labels.to(device)
         self.eval_sets = {"test": test} if val is None else {"val": val, "test": test}
         self.eval_sets = {k: ImageArrays(v.images.to(device), v.labels.to(device)) for k, v in self.eval_sets.items()}
         self._epoch, self._order = -1, None
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            generator = stream_generator(self.seed, _STREAM_DATA_ORDER, epoch, torch.device("cpu"))
-            self._order = torch.randperm(self.train_size, generator=generator).to(self.device)
+            # Drawn on the training device: no host-to-device copy (and sync) at epoch boundaries.
+            generator = stream_generator(self.seed, _STREAM_DATA_ORDER, epoch, self.device)
+            self._order = torch.randperm(self.train_size, generator=generator, device=self.device)
             self._epoch = epoch
         return self._order
 
@@ -166,11 +169,12 @@ class DeviceImageData:
         index = self._epoch_order(epoch)[step * global_batch : (step + 1) * global_batch]
         local = slice(self.rank * global_batch // self.world_size, (self.rank + 1) * global_batch // self.world_size)
         index = index[local]
-        images = normalize(self.train_images.index_select(0, index), self.mean)  # index_select: a fast gather
         if self.cfg.augment:
             generator = stream_generator(self.seed, _STREAM_AUGMENT, iteration, self.device)
-            dy, dx, flip = random_crop_flip_params(global_batch, images.shape[-1], generator, self.device)
-            images = augment_batch(images, dy[local], dx[local], flip[local])
+            dy, dx, flip = random_crop_flip_params(global_batch, generator, self.device)
+            images = self.train_images.batch(index, dy[local], dx[local], flip[local])
+        else:
+            images = self.train_images.center(index)
         return images, self.train_labels.index_select(0, index)
 
     def train_batches(self, start_iter: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

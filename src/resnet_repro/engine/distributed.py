@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -16,6 +17,9 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # A gloo group for host-side control messages (the preemption flag): agreeing on them then never waits for
+    # the GPU. None: the default group (already gloo on CPUs).
+    control_group: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -39,6 +43,8 @@ def init_distributed(device_kind: str) -> DistInfo:
     info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    if dist.get_backend() != "gloo":
+        info.control_group = dist.new_group(backend="gloo")
     return info
 
 

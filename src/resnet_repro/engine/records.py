@@ -83,7 +83,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     text = path.read_text()
     lines = text.split("\n")
     complete, partial = lines[:-1], lines[-1]  # `partial` is "" when the file ends with a newline
-    rows = [json.loads(line) for line in complete if line.strip()]
+    rows = []
+    for number, line in enumerate(complete, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{path} line {number} is not JSON: restore the file, or delete that line (its "
+                                f"evaluation is then missing from figures and tables)") from None
     if partial.strip():
         try:
             rows.append(json.loads(partial))

@@ -135,16 +135,17 @@ class PreemptionSignals:
     The loop asks `should_stop` between iterations; after the checkpoint, a handler installed earlier (submitit's,
     which requeues the job) is called, so requeue works as submitit intends. With several processes (DDP) the signal
     reaches each at a different point of its loop, and one that stops alone would leave the others' collectives
-    unmatched: `should_stop` then agrees across processes every SYNC_EVERY iterations (one tiny all-reduce).
+    unmatched: `should_stop` then agrees across processes every SYNC_EVERY iterations (one tiny all-reduce of a
+    CPU tensor over the gloo control group: no host-device synchronisation).
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
     SYNC_EVERY = 10
 
-    def __init__(self, dist: DistInfo | None = None, device: torch.device | None = None):
+    def __init__(self, dist: DistInfo | None = None):
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
-        self._dist, self._device = dist, device
+        self._dist = dist
 
     def should_stop(self, iteration: int) -> bool:
         """True if a signal came (with several processes: to any of them), at the same iteration in every process."""
@@ -152,8 +153,8 @@ class PreemptionSignals:
             return self.received is not None
         if iteration % self.SYNC_EVERY:
             return False
-        flag = torch.tensor([self.received or 0], dtype=torch.int32, device=self._device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = torch.tensor([self.received or 0], dtype=torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._dist.control_group)
         if flag.item() and self.received is None:
             self.received = int(flag.item())  # stop with the others, as if the signal had come here too
         return self.received is not None
@@ -385,7 +386,7 @@ class Trainer:
         window_start, eval_time, images_in_window = time.perf_counter(), 0.0, 0
         self._write_summary("running", iteration, previous_wall)
         progress = make_progress(tcfg.progress, start_iter, max_iters, enabled=self.is_main)
-        signals = PreemptionSignals(self.dist, self.device)
+        signals = PreemptionSignals(self.dist)
         self.model.train()
         batches = self.data.train_batches(iteration)
         try:
