@@ -276,3 +276,16 @@ def test_bench_writes_its_report(tmp_path):
     assert multiseed["ours"] is None and "skipped" in multiseed["details"]
     table = out.with_suffix(".md").read_text()
     assert "| sgd_step_resnet110 | steps/s |" in table and "--only" in table
+
+
+def test_resnet1202_memory_runs_on_a_cpu_only_when_named():
+    """Its skip message names the --only argument that runs it; that argument must then run it."""
+    from resnet_repro.bench import make_settings, parse_args, peak_memory_skip_reason
+
+    def parse_settings(argv):
+        return make_settings(parse_args(argv))
+
+    reason = peak_memory_skip_reason(parse_settings(["--device", "cpu"]), "resnet1202")
+    named = reason.split("--only ")[1].rstrip(")")
+    assert peak_memory_skip_reason(parse_settings(["--device", "cpu", "--only", named]), "resnet1202") is None
+    assert peak_memory_skip_reason(parse_settings(["--device", "cpu"]), "resnet110") is None
