@@ -17,9 +17,10 @@ CIFAR_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix cifar10/,$(CIFAR_NETS
 ifeq ($(PROFILE),smoke)
   # Tiny iteration counts and evaluation sets; CIFAR-10 if it is there, otherwise Fashion-MNIST (what this checks is the pipeline).
   SMOKE_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
-  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=256 run_root=results/smoke/runs
-  RUN_ROOT := results/smoke/runs
-  FIGURES_OUT := results/smoke
+  SMOKE_OUT ?= results/smoke
+  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=256 run_root=$(SMOKE_OUT)/runs
+  RUN_ROOT := $(SMOKE_OUT)/runs
+  FIGURES_OUT := $(SMOKE_OUT)
   SEEDS := 1
 else ifeq ($(PROFILE),paper)
   PROFILE_ARGS := data.root=$(CIFAR_ROOT)

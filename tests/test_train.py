@@ -157,3 +157,28 @@ def test_the_documented_overrides_train_on_cifar10(fake_cifar10, tmp_path):
     assert (summary["model"], summary["shortcut"], summary["seed"], summary["dataset"]) == ("resnet56", "B", 7, "cifar10")
     assert summary["status"] == "complete" and summary["iters"] == 4 and summary["params"] > 853_018  # B adds projections
     assert [r["iter"] for r in read_metrics(run_dir)] == [2, 4] and (run_dir / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(),
+                    reason="runs the Makefile, which uses the virtual environment that `make test` builds")
+def test_the_main_job_smoke_profile(tmp_path, fashion_mnist_dir):
+    """The README's main command, `make reproduce-cifar PROFILE=smoke`: all 11 nets of the paper through training,
+    records, figures, Table 6 and the report (Fashion-MNIST here, as on any machine without CIFAR-10)."""
+    out = tmp_path / "smoke"
+    # Fashion-MNIST: no CIFAR-10 in CIFAR_ROOT.
+    result = subprocess.run(["make", "reproduce-cifar", "PROFILE=smoke", f"SMOKE_OUT={out}",
+                             f"CIFAR_ROOT={tmp_path / 'no-cifar'}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    nets = ["plain20", "plain32", "plain44", "plain56", "plain110",
+            "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"]
+    for net in nets:
+        summary = json.loads((out / "runs" / "cifar10" / net / "seed0" / "summary.json").read_text())
+        assert (summary["status"], summary["model"], summary["dataset"]) == ("complete", net, "fashion_mnist")
+    report = (out / "REPORT.md").read_text()
+    assert "11 complete runs of 11" in report
+    for figure in ("fig1", "fig6", "fig7"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 0
+    table6 = (out / "tables" / "table6.csv").read_text()
+    assert "1202" in table6
