@@ -155,9 +155,11 @@ class PreemptionSignals:
             return False
         flag = torch.tensor([self.received or 0], dtype=torch.int32)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._dist.control_group)
-        if flag.item() and self.received is None:
-            self.received = int(flag.item())  # stop with the others, as if the signal had come here too
-        return self.received is not None
+        # Decide on the agreed flag only: a signal that lands after the all-reduce is seen by all at the next one.
+        agreed = int(flag.item())
+        if agreed and self.received is None:
+            self.received = agreed  # stop with the others, as if the signal had come here too
+        return agreed != 0
 
     def _handle(self, signum, frame):
         self.received = signum
