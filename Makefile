@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	touch $@
 
-test: venv  ## the whole test suite (about 7 minutes on 2 cores)
+test: venv  ## the whole test suite (about 9 minutes on 2 cores)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones
