@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_repro.engine.checkpoint import (TEST_KILL_ENV, atomic_write, load_checkpoint, remove_stale_temporaries,
-                                            save_checkpoint)
+from resnet_repro.engine.checkpoint import TEST_KILL_ENV, load_checkpoint, save_checkpoint
+from resnet_repro.io import atomic_write, remove_stale_temporaries
 from resnet_repro.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,64 +1,100 @@
-"""Structured configs: every key the trainer reads, with its default and what it means.
+"""Structured configs: every key a run reads, declared once with its default and a one-line meaning.
 
-Hydra merges the YAML files under configs/ into these dataclasses, so a misspelt key or a value of the
-wrong type fails before anything runs. Defaults follow the paper (Section 4.2, CIFAR-10); every
-deviation from the paper is an option named here and listed in the README.
+These dataclasses are the only home of defaults: the YAML files under configs/ set only what differs. Hydra
+checks every composed config against them, so a misspelt key, a wrong type or a value outside a closed choice
+(an Enum below) fails at composition with the valid choices listed. `load()` is called once at the start of a run:
+it turns the composed config into these dataclasses and `check_invariants()` applies every range and cross-field
+rule, before anything is loaded or written. Defaults follow the paper (Section 4.2, CIFAR-10); every deviation
+from it is an option named here and listed in the README.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+
+class Choice(str, Enum):
+    """A closed choice: compares equal to its name, prints as it, and is written to records as a plain string."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Dataset = Choice("Dataset", {n: n for n in ("cifar10", "cifar100", "fashion_mnist", "imagenet")})
+Split = Choice("Split", {n: n for n in ("paper", "full")})
+Normalize = Choice("Normalize", {n: n for n in ("mean_pixel", "mean_std")})
+Family = Choice("Family", {n: n for n in ("auto", "cifar", "imagenet")})
+Shortcut = Choice("Shortcut", {n: n for n in ("A", "B", "C")})
+OptimizerImpl = Choice("OptimizerImpl", {n: n for n in ("auto", "foreach", "fused", "loop")})
+ScheduleKind = Choice("ScheduleKind", {n: n for n in ("steps", "plateau")})
+MilestoneUnit = Choice("MilestoneUnit", {n: n for n in ("iters", "epochs")})
+Device = Choice("Device", {n: n for n in ("auto", "cpu", "cuda")})
+Precision = Choice("Precision", {n: n for n in ("auto", "bf16", "fp32")})
+ProgressStyle = Choice("ProgressStyle", {n: n for n in ("auto", "bar", "log", "none")})
+LoggerKind = Choice("LoggerKind", {n: n for n in ("wandb", "none")})
+WandbMode = Choice("WandbMode", {n: n for n in ("auto", "online", "offline")})
+
+# Training-set sizes of the data sets as published; data.limit_train and data.val_size are checked against them.
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000, "imagenet": 1_281_167}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000}
 
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10"  # cifar10 | cifar100 | fashion_mnist | imagenet
-    root: str = "data/cifar10"  # holds cifar-10-batches-py/ (cifar10), the idx .gz files (fashion_mnist), train/ val/ (imagenet)
+    name: Dataset = Dataset.cifar10  # cifar10 | cifar100 | fashion_mnist | imagenet
+    # cifar-10-batches-py/ (cifar10), cifar-100-python/ (cifar100), the idx .gz files (fashion_mnist), train/ val/ (imagenet)
+    root: str = "data/cifar10"
     download: bool = False  # let torchvision download the archive (needs network; checksums verified)
-    split: str = "paper"  # paper: train 45k, validate on the held-out 5k | full: train on all 50k (Table 6)
+    split: Split = Split.paper  # paper: train 45k, validate on the held-out 5k | full: train on all 50k (Table 6)
     val_size: int = 5000  # size of the held-out validation split with split=paper
     batch_size: int = 128  # global mini-batch over all processes (paper: 128 on CIFAR, 256 on ImageNet)
-    eval_batch_size: int = 1000  # batch for evaluation only; does not change results
+    eval_batch_size: int = 1000  # batch for evaluation only (per process); does not change results
     augment: bool = True  # paper: 4-pixel zero padding, random 32x32 crop, random horizontal flip
     limit_train: int = 0  # keep only the first N training images (0 = all); smoke runs and tests only
-    limit_test: int = 0  # evaluate on the first N test images (0 = all); smoke runs and tests only
+    limit_test: int = 0  # evaluate on the first N test (and validation) images (0 = all); smoke runs and tests only
     # ImageNet only
-    num_workers: int = 8  # DataLoader worker processes
-    normalize: str = "mean_pixel"  # mean_pixel: subtract the per-pixel mean (paper) | mean_std: torchvision's normalization
-    scale_min: int = 256  # shorter side resized at random in [scale_min, scale_max] (paper: 256..480)
+    num_workers: int = 8  # DataLoader worker processes per training process (decoding and resizing run there)
+    normalize: Normalize = Normalize.mean_pixel  # mean_pixel: subtract the per-pixel mean (paper) | mean_std: torchvision's
+    scale_min: int = 256  # shorter side resized at random in [scale_min, scale_max] (paper: 256..480); test views use it
     scale_max: int = 480
     crop_size: int = 224
     pca_lighting: float = 0.1  # std of AlexNet-style PCA colour noise (0 disables)
-    gpu_decode: bool = False  # decode JPEGs on the GPU with torchvision.io.decode_jpeg (faster; not the paper's pipeline)
-    mean_images: int = 10000  # mean_pixel: the per-pixel mean over this many training images (fixed subset; 0 = all), cached in data.root
+    gpu_decode: bool = False  # decode JPEGs on the GPU with nvJPEG (faster; not bit-identical to the CPU path)
+    mean_images: int = 10000  # mean_pixel: the per-pixel mean over this many training images (0 = all), cached in root
 
 
 @dataclass
 class ModelConfig:
     name: str = "resnet20"  # plain20..plain110, resnet20..resnet1202 (any 6n+2 depth), plain18/34, resnet18..152
-    family: str = "auto"  # auto | cifar | imagenet (resnet50 and resnet152 are also 6n+2 depths: say cifar to get those)
-    shortcut: str = "A"  # A: identity, zero-padded when shapes change (paper, CIFAR) | B: projections there | C: all projections
+    family: Family = Family.auto  # auto | cifar | imagenet (resnet50 and resnet152 are also 6n+2 depths)
+    shortcut: Shortcut = Shortcut.A  # A: identity, zero-padded (paper, CIFAR) | B: projections there | C: all projections
     stride_in_1x1: bool = True  # bottlenecks: stride on the first 1x1 (paper) | False: on the 3x3 (torchvision)
     num_classes: Optional[int] = None  # None: taken from the data set
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.1
+    lr: float = 0.1  # paper, Sections 3.4 and 4.2
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
-    impl: str = "auto"  # auto: fused (GPU and CPU) | foreach | fused | loop (per-parameter, for benchmarks)
+    impl: OptimizerImpl = OptimizerImpl.auto  # auto: fused | foreach | fused | loop (per parameter, for benchmarks)
 
 
 @dataclass
 class ScheduleConfig:
-    kind: str = "steps"  # steps: divide by `gamma` at `milestones` iterations (paper, CIFAR) | plateau (paper, ImageNet)
-    milestones: list[int] = field(default_factory=lambda: [32000, 48000])
-    milestones_unit: str = "iters"  # iters | epochs (milestones times the data's batches per epoch; ImageNet's 30-epoch steps)
+    kind: ScheduleKind = ScheduleKind.steps  # steps: divide by gamma at milestones (paper, CIFAR) | plateau (ImageNet)
+    milestones: list[int] = field(default_factory=lambda: [32000, 48000])  # paper, CIFAR: 32k and 48k iterations
+    milestones_unit: MilestoneUnit = MilestoneUnit.iters  # iters | epochs (times the data's batches per epoch)
     gamma: float = 0.1
     warmup: bool = False  # paper, ResNet-110/1202: lr = warmup_lr until the training error falls below warmup_until_err
     warmup_lr: float = 0.01
@@ -70,28 +106,28 @@ class ScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    max_iters: int = 64000  # paper: stop at 64k iterations
-    eval_every: int = 1000  # iterations between evaluations (a line in metrics.jsonl each)
-    checkpoint_every: int = 2000  # iterations between checkpoints (always one at the end)
+    max_iters: int = 64000  # paper, CIFAR: stop at 64k iterations
+    eval_every: int = 1000  # iterations between evaluations (a line in metrics.jsonl each; the curves of Figs 1 and 6)
+    checkpoint_every: int = 2000  # iterations between checkpoints (always one at the end, and at a stop signal)
     resume: str = "auto"  # auto: continue from checkpoints/last.pt if there | never | a checkpoint path
-    device: str = "auto"  # auto: cuda if available, else cpu | cpu | cuda
-    precision: str = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU | bf16 | fp32
+    device: Device = Device.auto  # auto: cuda if available, else cpu | cpu | cuda
+    precision: Precision = Precision.auto  # auto: bf16 autocast on GPUs that support it, fp32 on CPU | bf16 | fp32
     channels_last: bool = True  # NHWC memory format for convolutions (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU; CPU runs are deterministic anyway)
-    progress: str = "auto"  # auto: a progress bar on a terminal, plain log lines otherwise | bar | log | none
-    # Several seeds in one job: seeds seed..seed+K-1, each written to its own ordinary run directory (seed<k>/ beside
-    # the job's); on a GPU each seed runs on its own CUDA stream. Results equal K single-seed runs (engine/multiseed.py).
+    progress: ProgressStyle = ProgressStyle.auto  # auto: a bar on a terminal, log lines otherwise | bar | log | none
+    # Seeds seed..seed+K-1 in one job, each in its own ordinary run directory (seed<k>/ beside the job's); on a GPU
+    # each seed runs on its own CUDA stream. Results equal K single-seed runs (engine/multiseed.py).
     seeds_per_job: int = 1
-    cuda_graphs: bool = False  # GPU: replay each training step as one CUDA graph (no per-kernel launch cost); ignored on CPU
+    cuda_graphs: bool = False  # GPU: replay each training step as one CUDA graph (no per-kernel launch cost)
 
 
 @dataclass
 class LoggerConfig:
-    kind: str = "none"  # wandb | none
+    kind: LoggerKind = LoggerKind.none  # wandb | none
     project: str = "resnet-repro"
     entity: Optional[str] = None
-    mode: str = "auto"  # auto: online where credentials exist, otherwise offline | online | offline
+    mode: WandbMode = WandbMode.auto  # auto: online where credentials exist, otherwise offline | online | offline
 
 
 @dataclass
@@ -113,3 +149,95 @@ def register_configs() -> None:
     """Make the schema known to Hydra: configs/train.yaml lists `train_schema` first in its defaults, so every
     YAML file merged on top of it is checked against these dataclasses."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def processes_from_env() -> int:
+    """The number of training processes this run is launched with (torchrun's WORLD_SIZE, SLURM's tasks)."""
+    return int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+
+
+def load(cfg: DictConfig | TrainConfig, processes: int | None = None) -> TrainConfig:
+    """The composed config as TrainConfig dataclasses, with every rule of check_invariants() applied."""
+    if not isinstance(cfg, TrainConfig):
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+            cfg = OmegaConf.to_object(merged)
+        except OmegaConfBaseException as err:  # `+key=value` adds a key that Hydra does not check against the schema
+            key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+            raise UserError(f"config key {key}: {str(err).splitlines()[0]} (the keys are in src/resnet_repro/config.py "
+                            f"and `python scripts/train.py --cfg job` prints them)") from None
+    check_invariants(cfg, processes_from_env() if processes is None else processes)
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    """The config as plain Python values (Enums as their names): what run records and checkpoints store."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
+
+def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
+    """Every range and cross-field rule of a run, checked before anything is loaded or written."""
+    data, model, optim, schedule, trainer = cfg.data, cfg.model, cfg.optim, cfg.schedule, cfg.trainer
+
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise UserError(message)
+
+    for key, value in [("data.batch_size", data.batch_size), ("data.eval_batch_size", data.eval_batch_size),
+                       ("data.scale_min", data.scale_min), ("data.crop_size", data.crop_size),
+                       ("trainer.max_iters", trainer.max_iters), ("trainer.eval_every", trainer.eval_every),
+                       ("trainer.checkpoint_every", trainer.checkpoint_every),
+                       ("trainer.seeds_per_job", trainer.seeds_per_job),
+                       ("schedule.plateau_patience", schedule.plateau_patience)]:
+        require(value > 0, f"{key}={value}: must be a positive whole number")
+    for key, value in [("data.limit_train", data.limit_train), ("data.limit_test", data.limit_test),
+                       ("data.num_workers", data.num_workers), ("data.mean_images", data.mean_images),
+                       ("seed", cfg.seed)]:
+        require(value >= 0, f"{key}={value}: must be 0 or more")
+    for key, value in [("optim.weight_decay", optim.weight_decay), ("data.pca_lighting", data.pca_lighting),
+                       ("schedule.plateau_threshold", schedule.plateau_threshold), ("schedule.min_lr", schedule.min_lr)]:
+        require(value >= 0, f"{key}={value}: must be 0 or more")
+    require(optim.lr > 0, f"optim.lr={optim.lr}: the learning rate must be greater than 0 (paper: 0.1)")
+    require(0 <= optim.momentum < 1, f"optim.momentum={optim.momentum}: choose a value in [0, 1) (paper: 0.9)")
+    require(not optim.nesterov or optim.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")
+    require(0 < schedule.gamma <= 1, f"schedule.gamma={schedule.gamma}: choose a factor in (0, 1] (paper: 0.1)")
+    require(all(m > 0 for m in schedule.milestones) and list(schedule.milestones) == sorted(schedule.milestones),
+            f"schedule.milestones={list(schedule.milestones)}: must be positive and increasing")
+    if schedule.warmup:
+        require(schedule.warmup_lr > 0, f"schedule.warmup_lr={schedule.warmup_lr}: must be greater than 0")
+        require(0 < schedule.warmup_until_err <= 1,
+                f"schedule.warmup_until_err={schedule.warmup_until_err}: choose an error rate in (0, 1]")
+    require(data.scale_max >= data.scale_min,
+            f"data.scale_max={data.scale_max} is below data.scale_min={data.scale_min}: choose scale_max >= scale_min")
+
+    # Sizes against the data set's (as published; data.limit_train keeps fewer).
+    train_size = TRAIN_SIZES[data.name]
+    if data.limit_train:
+        train_size = min(train_size, data.limit_train)
+    if data.split == "paper" and data.name != "imagenet":
+        require(data.val_size > 0, f"data.val_size={data.val_size}: must be positive with data.split=paper "
+                                   f"(or use data.split=full)")
+        require(data.val_size < TRAIN_SIZES[data.name],
+                f"data.val_size={data.val_size} leaves no training images: {data.name} has "
+                f"{TRAIN_SIZES[data.name]}; choose a smaller val_size, or data.split=full")
+        train_size = min(train_size, TRAIN_SIZES[data.name] - data.val_size)
+    require(data.batch_size <= train_size,
+            f"data.batch_size={data.batch_size} is larger than the {train_size} training images: choose a smaller batch")
+    require(model.num_classes is None or model.num_classes >= NUM_CLASSES[data.name],
+            f"model.num_classes={model.num_classes} does not cover the {NUM_CLASSES[data.name]} classes of "
+            f"{data.name}: leave it unset (null) to take the data set's")
+    require(data.batch_size % processes == 0,
+            f"data.batch_size={data.batch_size} is not divisible by the {processes} processes: choose a multiple of "
+            f"{processes}, or another number of processes")
+
+    # Options that exclude each other.
+    require(not (trainer.cuda_graphs and trainer.compile),
+            "trainer.cuda_graphs and trainer.compile exclude each other: choose one")
+    require(not (trainer.cuda_graphs and processes > 1),
+            "trainer.cuda_graphs does not support several processes (DDP) yet: run without it")
+    require(not (trainer.cuda_graphs and optim.impl not in ("auto", "fused")),
+            "trainer.cuda_graphs needs the fused SGD step: set optim.impl=auto or fused")
+    if trainer.seeds_per_job > 1:
+        require(processes == 1, "trainer.seeds_per_job > 1 runs in one process: launch it without torchrun or srun tasks")
+        require(cfg.logger.kind != "wandb", "trainer.seeds_per_job > 1 does not log to W&B yet (one W&B run per "
+                                            "process): use logger=none, or one job per seed")

@@ -54,7 +54,7 @@ from torchvision.io import ImageReadMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import DataConfig
-from ..engine.checkpoint import atomic_write
+from ..io import atomic_write
 from ..errors import UserError
 
 log = logging.getLogger(__name__)

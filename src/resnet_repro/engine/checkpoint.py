@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..io import atomic_write
 
 DIGEST_KEY = "sha256"
-TMP_SUFFIX = ".tmp"
 TEST_KILL_ENV = "RESNET_REPRO_TEST_KILL"
 
 
@@ -32,35 +31,6 @@ def kill_point(point: str, iteration: int | None) -> None:
     wanted = os.environ.get(TEST_KILL_ENV)
     if wanted and wanted == f"{point}@{iteration}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, flush and fsync it, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files of atomic writes that a killed process left in `folder` (call with the run locked)."""
-    stale = sorted(Path(folder).glob(f".*{TMP_SUFFIX}")) if Path(folder).is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def _feed(h, obj: Any) -> None:

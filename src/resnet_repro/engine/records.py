@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from .checkpoint import atomic_write
+from ..io import atomic_write
 
 # Keys that may differ between the run that made a directory and a later command that resumes it.
 RESUMABLE_KEYS = {

@@ -20,6 +20,7 @@ FAMILIES = ("auto", "cifar", "imagenet")
 
 __all__ = [
     "build_model",
+    "build_model_from_config",
     "CIFAR_MODELS",
     "IMAGENET_MODELS",
     "FAMILIES",
@@ -65,3 +66,15 @@ def build_model(
     if family == "imagenet" or (family == "auto" and depth in IMAGENET_ARCHS):
         return ImageNetNet(depth, 1000 if num_classes is None else num_classes, shortcut, residual, stride_in_1x1)
     return CifarNet(depth, 10 if num_classes is None else num_classes, shortcut or "A", residual)
+
+
+def build_model_from_config(cfg, num_classes: int) -> nn.Module:
+    """The network a run's `model` config describes (config.ModelConfig, or the `model` part of a config.yaml),
+    with `cfg.num_classes` when it is set, else the data set's `num_classes`."""
+    try:
+        return build_model(str(cfg.name), num_classes=cfg.num_classes or num_classes, shortcut=str(cfg.shortcut),
+                           stride_in_1x1=bool(cfg.stride_in_1x1), family=str(cfg.family))
+    except ValueError as err:
+        from ..errors import UserError
+
+        raise UserError(f"{err} (set model=... or model.name=...)") from None
