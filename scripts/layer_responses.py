@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Figure 7: std of each 3x3 layer's response on the test set for plain-20/56 and ResNet-20/56/110.
 
-Uses one run per net (the complete run with the lowest seed) and its checkpoints/last.pt.
+Uses one run per net (the complete run with the lowest seed) and its checkpoints/last.pt; one figure per protocol
+(data set, schedule, split), with the same file names as make_figures.py gives that protocol's other figures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from resnet_repro.analysis import curves
 from resnet_repro.analysis.responses import (FIG7_MODELS, figure7, layer_responses, load_trained_model,
                                              normalized_test_set, pick_fig7_runs, responses_frame)
-from resnet_repro.analysis.runs import load_runs, pick_experiment
+from resnet_repro.analysis.report import shown_path
+from resnet_repro.analysis.runs import group_runs, load_runs
 from resnet_repro.cli import exit_on_user_error
 
 
@@ -32,44 +34,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", help="default: each run's own data.root")
     ap.add_argument("--dataset", help="only runs on this data set (default: any; the runs' own test set is used)")
     ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--experiment", help="default: the CIFAR experiment with the most complete runs")
+    ap.add_argument("--experiment", help="only this experiment (default: all; one Figure 7 per protocol)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
-    runs = [r for r in load_runs(args.runs) if args.dataset in (None, r.dataset)]
-    runs, _ = pick_experiment(runs, "cifar", args.experiment)
-    chosen = pick_fig7_runs(runs)
-    if not chosen:
+    groups, _ = group_runs(load_runs(args.runs), args.experiment)
+    groups = [g for g in groups if g.family == "cifar" and args.dataset in (None, g.protocol.dataset)]
+    chosen_by_group = [(g, chosen) for g in groups if (chosen := pick_fig7_runs(g.runs))]
+    if not chosen_by_group:
         print(f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under {args.runs}; "
               f"train them first (`make reproduce-cifar`).", file=sys.stderr)
         return 1
-    missing = [m for m in FIG7_MODELS if m not in chosen]
-    if missing:
-        print(f"layer_responses: no complete run of {', '.join(missing)}; Figure 7 will lack them.", file=sys.stderr)
-
-    t0 = time.time()
-    test_sets, frames = {}, []
-    for model_name, run in chosen.items():
-        # the per-pixel mean is that of the run's own training split; runs with the same split share it
-        data_root = args.data_root or run.cfg("data.root")
-        key = (run.dataset, data_root, run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"))
-        if key not in test_sets:
-            test_sets[key] = normalized_test_set(run, data_root, run.dataset)
-        images = test_sets[key]
-        model = load_trained_model(run, device=args.device)
-        frames.append(responses_frame(model_name, run.seed, layer_responses(model, images, args.batch_size)))
-        print(f"layer_responses: {model_name} seed {run.seed}: {len(frames[-1])} layers")
 
     out = Path(args.out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    df = pd.concat(frames, ignore_index=True)
-    df.to_csv(out / "tables" / "fig7_responses.csv", index=False)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)])
-    meta = {"command": command, "runs": {m: str(r.path) for m, r in chosen.items()}, "device": args.device,
-            "wall_s": time.time() - t0, "test_images": len(images)}
-    (out / "tables" / "fig7_responses.json").write_text(json.dumps(meta, indent=2) + "\n")
-    curves.save(figure7(df), out / "figures", "fig7")
-    print(f"layer_responses: wrote {out / 'tables' / 'fig7_responses.csv'} and {out / 'figures' / 'fig7.png'}")
+    test_sets = {}
+    for group, chosen in chosen_by_group:  # one Figure 7 per protocol: responses of two protocols are never mixed
+        missing = [m for m in FIG7_MODELS if m not in chosen]
+        if missing:
+            print(f"layer_responses: {group.protocol.heading}: no complete run of {', '.join(missing)}; "
+                  f"Figure 7 will lack them.", file=sys.stderr)
+        t0 = time.time()
+        frames = []
+        for model_name, run in chosen.items():
+            # the per-pixel mean is that of the run's own training split; runs with the same split share it
+            data_root = args.data_root or run.cfg("data.root")
+            key = (run.dataset, data_root, run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"),
+                   run.cfg("data.limit_test"))
+            if key not in test_sets:
+                test_sets[key] = normalized_test_set(run, data_root, run.dataset)
+            images = test_sets[key]
+            model = load_trained_model(run, device=args.device)
+            frames.append(responses_frame(model_name, run.seed, layer_responses(model, images, args.batch_size)))
+            print(f"layer_responses: {model_name} seed {run.seed}: {len(frames[-1])} layers")
+        df = pd.concat(frames, ignore_index=True)
+        df.to_csv(out / "tables" / f"fig7_responses{group.suffix}.csv", index=False)
+        meta = {"command": command, "group": group.protocol.slug, "protocol": group.protocol.title,
+                "runs": {m: shown_path(r.path) for m, r in chosen.items()}, "device": args.device,
+                "wall_s": time.time() - t0, "test_images": len(images)}
+        (out / "tables" / f"fig7_responses{group.suffix}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        curves.save(figure7(df, f"std of layer responses on the test set\n{group.protocol.title}"), out / "figures",
+                    f"fig7{group.suffix}")
+        print(f"layer_responses: wrote {out / 'tables' / f'fig7_responses{group.suffix}.csv'} and "
+              f"{out / 'figures' / f'fig7{group.suffix}.png'}")
     return 0
 
 

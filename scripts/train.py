@@ -13,11 +13,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    from resnet_repro.engine.trainer import train  # here: a config error fails before torch is imported
+    from resnet_repro.engine.run import train  # imported here: `--help` and config errors need no torch
 
     summary = train(cfg, HydraConfig.get().runtime.output_dir)
     return summary.get("final_test_err")
 
 
 if __name__ == "__main__":
-    run_hydra(main)  # config and output-directory errors: one line, exit status 2
+    run_hydra(main)

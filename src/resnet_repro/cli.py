@@ -1,41 +1,46 @@
-"""What the scripts share: one-line errors for what a user can fix, and the training entry point under Hydra."""
+"""The scripts' error contract: what a user can fix is one `error:` line on stderr and exit status 2; a bug keeps its
+traceback.
+
+Errors inside the task are UserErrors (`exit_on_user_error`). Errors before it (a config that does not compose, an
+output directory that cannot be written) come from Hydra, which prints them as a multi-line report unless
+HYDRA_FULL_ERROR=1 makes it raise them: `run_hydra` sets it until the task starts, or until a launcher submits the
+jobs (they must not inherit it), and turns what is raised into the one line.
+"""
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 
 from .errors import UserError
 
-log = logging.getLogger("resnet_repro")
 USER_ERROR_EXIT = 2
-_FULL_ERROR = "HYDRA_FULL_ERROR"
-_hydra = {"task_started": False, "restore_env": False}
+FULL_ERROR = "HYDRA_FULL_ERROR"
+_set_here = False  # HYDRA_FULL_ERROR=1 is ours, not the user's own choice (which then stays for everything)
 
 
-def _task_starts() -> None:
-    """Called as the task starts: from here on Hydra reports exceptions its usual way (see run_hydra)."""
-    _hydra["task_started"] = True
-    if _hydra["restore_env"]:
-        os.environ.pop(_FULL_ERROR, None)
-        _hydra["restore_env"] = False
+def hydra_reports_as_usual() -> None:
+    """From here on Hydra reports errors its usual way: called as the task starts and before jobs are submitted."""
+    global _set_here
+    if _set_here:
+        os.environ.pop(FULL_ERROR, None)
+        _set_here = False
 
 
 def exit_on_user_error(main):
-    """Print a UserError as one line on stderr and exit with status 2; everything else is a bug and keeps its traceback."""
+    """Wrap a @hydra.main task: a UserError becomes one line on stderr and exit status 2."""
 
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        _task_starts()
+    def task(*args, **kwargs):
+        hydra_reports_as_usual()
         try:
             return main(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(USER_ERROR_EXIT) from None
 
-    return wrapper
+    return task
 
 
 def describe_config_error(err: BaseException) -> str:
@@ -52,24 +57,17 @@ def describe_config_error(err: BaseException) -> str:
 
 
 def run_hydra(hydra_main) -> None:
-    """Call a @hydra.main function (whose task is wrapped in exit_on_user_error) so that what fails before the task
-    runs is one line on stderr and exit status 2, like a UserError: a config that does not compose (unknown key,
-    wrong type, unknown config group option) and an output directory that cannot be created or written.
-
-    Hydra prints such errors as a multi-line report; with HYDRA_FULL_ERROR=1 it raises them instead, so we set it
-    until the task starts (the task then runs under Hydra's usual reporting). A user's own HYDRA_FULL_ERROR=1 wins.
-    """
-    if os.environ.get(_FULL_ERROR) == "1":
-        return hydra_main()
-    os.environ[_FULL_ERROR] = "1"
-    _hydra["restore_env"] = True
+    """Call a @hydra.main function whose task is wrapped in exit_on_user_error (see the module docstring)."""
+    global _set_here
+    if os.environ.get(FULL_ERROR) != "1":
+        os.environ[FULL_ERROR], _set_here = "1", True
     try:
         return hydra_main()
     except Exception as err:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        if _hydra["task_started"]:
+        if not _set_here:  # the task had started (Hydra reported it), or the user asked for full errors
             raise
         if isinstance(err, (HydraException, OmegaConfBaseException)):
             message = describe_config_error(err)
@@ -81,6 +79,4 @@ def run_hydra(hydra_main) -> None:
         print(f"error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_EXIT) from None
     finally:
-        if _hydra["restore_env"]:
-            os.environ.pop(_FULL_ERROR, None)
-            _hydra["restore_env"] = False
+        hydra_reports_as_usual()

@@ -207,8 +207,9 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
         require(schedule.warmup_lr > 0, f"schedule.warmup_lr={schedule.warmup_lr}: must be greater than 0")
         require(0 < schedule.warmup_until_err <= 1,
                 f"schedule.warmup_until_err={schedule.warmup_until_err}: choose an error rate in (0, 1]")
-    require(data.scale_max >= data.scale_min,
-            f"data.scale_max={data.scale_max} is below data.scale_min={data.scale_min}: choose scale_max >= scale_min")
+    require(data.crop_size <= data.scale_min <= data.scale_max,
+            f"need data.crop_size <= data.scale_min <= data.scale_max, got {data.crop_size}, {data.scale_min}, "
+            f"{data.scale_max} (paper: 224, 256, 480)")
 
     # Sizes against the data set's (as published; data.limit_train keeps fewer).
     train_size = TRAIN_SIZES[data.name]

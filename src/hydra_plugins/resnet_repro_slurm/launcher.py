@@ -35,6 +35,10 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         # Submission: as BaseSubmititLauncher.launch (hydra-submitit-launcher 1.2.0).
         import submitit
 
+        from resnet_repro.cli import hydra_reports_as_usual
+
+        hydra_reports_as_usual()  # the jobs inherit this environment: inside them Hydra reports its usual way
+
         assert self.config is not None
         assert len(job_overrides) > 0
         init_keys = {"submitit_folder", "max_num_timeout"}

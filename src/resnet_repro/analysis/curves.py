@@ -1,22 +1,28 @@
-"""Training curves: Figure 1 (plain-20/56), Figure 6 (CIFAR-10, three panels), Figure 4 (ImageNet plain/ResNet).
+"""Training curves in the layout of the paper's Figure 1 (plain-20/56), Figure 6 (three panels) and Figure 4 (ImageNet
+plain/ResNet), and a strip plot of the seeds. Each figure holds the runs of one protocol and is titled with it
+(data set, schedule, split, test set); a panel without runs is left out, never drawn as an empty axis.
 
-Every function returns the matplotlib Figure; saving is the caller's job (see save()).
+Every function returns the matplotlib Figure, or None when it would have no panel; saving is the caller's job.
 """
 
 from __future__ import annotations
 
 import math
-
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .runs import Run, by_model, incomplete_note  # noqa: E402
+from resnet_repro.paper import load_table  # noqa: E402
+
+from .provenance import provenance  # noqa: E402
+from .runs import Run, by_model, incomplete_note, single_protocol  # noqa: E402
 
 COLUMN_IN, TEXT_IN = 3.35, 6.9  # one column and full text width of a two-column paper
 
@@ -71,12 +77,29 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
         for r in other:
             if col in r.metrics:
                 m = r.metrics[["iter", col]].dropna()
-                lab = f"{pretty(model)} s{r.seed} ({r.status})"
+                lab = f"{pretty(model)} s{r.seed}: {r.status}"
                 ax.plot(m["iter"] / 1e4, 100 * m[col], color=c, label=("_" if hidden else "") + lab,
                         linewidth=style["linewidth"], **RUNNING)
 
 
-def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, ylabel="error (%)"):
+def wrap_text(text: str, fig, points: float) -> str:
+    """Break `text` to the figure's width (about 0.55 em per character)."""
+    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * points)))
+    return "\n".join(textwrap.fill(part, width) for part in text.split("\n"))
+
+
+def titled(fig, runs: list[Run], what: str, notes: list[str] = ()):
+    """The figure's title (what it shows, then the runs' protocol) and its foot (notes, then the provenance)."""
+    protocol = single_protocol(runs)
+    title = what + (f"\n{protocol.title}" if protocol else "")
+    fig.suptitle(wrap_text(title, fig, STYLE["font.size"]), fontsize=STYLE["font.size"])
+    foot = [n for n in notes if n] + ([p] if (p := provenance(runs).short()) else [])
+    if foot:
+        fig.text(0.0, -0.02, wrap_text("\n".join(foot), fig, 5.5), ha="left", va="top", fontsize=5.5)
+    return fig
+
+
+def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylabel="error (%)", notes=()):
     for ax in axes:
         ax.set_xlabel("iter. (1e4)")
         ax.set_ylim(*ylim)
@@ -85,12 +108,17 @@ def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, ylabel="error (
             ax.legend(loc="upper right")
     axes[0].set_ylabel(ylabel)
     have = {r.model for r in runs}
-    notes = [n for n in [incomplete_note([r for r in runs if r.model in wanted]),
-                         ("Not run: " + ", ".join(pretty(m) for m in wanted if m not in have))
-                         if any(m not in have for m in wanted) else ""] if n]
-    if notes:
-        fig.text(0.0, -0.02, "\n".join(notes), ha="left", va="top", fontsize=5.5, wrap=True)
-    return fig
+    missing = [m for m in wanted if m not in have]
+    return titled(fig, runs, what, [incomplete_note([r for r in runs if r.model in wanted]),
+                                    ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
+                                    *notes])
+
+
+def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[tuple[list[str], str]], list[str]]:
+    """The panels with at least one run of their nets, and the titles of those left out."""
+    have = {r.model for r in runs}
+    kept = [(models, title) for models, title in panels if have & set(models)]
+    return kept, [title for models, title in panels if not have & set(models)]
 
 
 def _error_ylim(runs: list[Run], models: list[str], paper_top: float = 20) -> tuple[float, float]:
@@ -101,40 +129,59 @@ def _error_ylim(runs: list[Run], models: list[str], paper_top: float = 20) -> tu
     return (0, paper_top if top <= paper_top else min(100, 10 * math.ceil(1.5 * top / 10)))
 
 
-def figure1(runs: list[Run]) -> plt.Figure:
-    """Figure 1: plain-20 and plain-56 on CIFAR-10; left training error, right test error."""
+def figure1(runs: list[Run]) -> plt.Figure | None:
+    """Figure 1's layout: plain-20 and plain-56; left training error, right test error. None without either net."""
+    wanted = ["plain20", "plain56"]
+    if not any(r.model in wanted for r in runs):
+        return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 1.6), sharey=True, constrained_layout=True)
+        fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 1.9), sharey=True, constrained_layout=True)
         for ax, (col, title) in zip(axes, [("train_err", "training error"), ("test_err", "test error")]):
-            for m in ("plain20", "plain56"):
+            for m in wanted:
                 plot_model(ax, runs, m, cols=((col, TEST),))
             ax.set_title(title)
-        return _finish(fig, axes, runs, ["plain20", "plain56"], _error_ylim(runs, ["plain20", "plain56"]))
+        return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted), "plain-20 vs plain-56 (Figure 1's layout)")
 
 
-FIG6_PANELS = [["plain20", "plain32", "plain44", "plain56"],
-               ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"],
-               ["resnet110", "resnet1202"]]
+FIG6_PANELS = [(["plain20", "plain32", "plain44", "plain56"], "plain"),
+               (["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], "ResNet"),
+               (["resnet110", "resnet1202"], "ResNet-110 / ResNet-1202")]
 
 
-def figure6(runs: list[Run]) -> plt.Figure:
-    """Figure 6: CIFAR-10 training; dashed training error, bold test error, 0-20 % (raised for nets that end above)."""
+def figure6(runs: list[Run]) -> plt.Figure | None:
+    """Figure 6's layout: dashed training error, bold test error, 0-20 % (raised for nets that end above).
+    Panels without runs are left out (said so under the figure); None when no panel has a run."""
+    panels, empty = _panels(runs, FIG6_PANELS)
+    if not panels:
+        return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(TEXT_IN, 2.0), sharey=True, constrained_layout=True)
-        for ax, models, title in zip(axes, FIG6_PANELS, ["plain", "ResNet", "ResNet-110 / ResNet-1202"]):
+        fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_IN * max(len(panels), 2) / 3, 2.3), sharey=True,
+                                 constrained_layout=True, squeeze=False)
+        axes = list(axes[0])
+        for ax, (models, title) in zip(axes, panels):
             for m in models:
                 plot_model(ax, runs, m)
             ax.set_title(title)
-        wanted = sorted({m for p in FIG6_PANELS for m in p})
-        return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted))
+        wanted = sorted({m for models, _ in panels for m in models})
+        notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
+        return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted),
+                       "training curves (Figure 6's layout; dashed: training error, bold: test error)", notes=notes)
 
 
-def figure4(runs: list[Run]) -> plt.Figure:
-    """Figure 4: ImageNet; thin training error, bold validation error (center crop); plain-18/34 and ResNet-18/34."""
+FIG4_PANELS = [(["plain18", "plain34"], "plain"), (["resnet18", "resnet34"], "ResNet")]
+
+
+def figure4(runs: list[Run]) -> plt.Figure | None:
+    """Figure 4's layout: thin training error, bold validation error (center crop); plain-18/34 and ResNet-18/34."""
+    panels, empty = _panels(runs, FIG4_PANELS)
+    if not panels:
+        return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(TEXT_IN, 2.2), sharey=True, constrained_layout=True)
+        fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_IN * len(panels) / 2, 2.5), sharey=True,
+                                 constrained_layout=True, squeeze=False)
+        axes = list(axes[0])
         thin = dict(linestyle="-", linewidth=0.6)
-        for ax, models, title in zip(axes, [["plain18", "plain34"], ["resnet18", "resnet34"]], ["plain", "ResNet"]):
+        for ax, (models, title) in zip(axes, panels):
             for m in models:
                 plot_model(ax, runs, m, cols=(("train_err", thin), ("test_err", TEST)))
             ax.set_title(title)
@@ -142,7 +189,58 @@ def figure4(runs: list[Run]) -> plt.Figure:
                          or [pd.Series([20.0, 60.0])])
         # the paper's 20-60 % range, widened when a short run sits outside it
         ylim = (min(20, 5 * (errs.min() // 5)), max(60, 5 * (errs.max() // 5 + 1)))
-        return _finish(fig, axes, runs, ["plain18", "plain34", "resnet18", "resnet34"], ylim)
+        wanted = [m for models, _ in panels for m in models]
+        notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
+        return _finish(fig, axes, runs, wanted, ylim,
+                       "training curves (Figure 4's layout; thin: training error, bold: val error)", notes=notes)
+
+
+def _net_order(model: str):
+    return (not model.startswith("plain"), int(re.sub(r"\D", "", model) or 0), model)
+
+
+def seed_strip(runs: list[Run]) -> plt.Figure | None:
+    """One small panel per net: one dot per complete seed (final test error); the paper's number as a line where the
+    runs follow the paper's protocol (dashed: its best of 5, dotted: its mean). None without complete runs."""
+    from .tables import final_err
+
+    protocol = single_protocol(runs)
+    groups = by_model(runs)
+    models = sorted((m for m, (done, _) in groups.items() if any(final_err(r) is not None for r in done)),
+                    key=_net_order)
+    if not models:
+        return None
+    draw_paper = protocol is not None and protocol.family == "cifar" and protocol.matches_paper
+    paper = load_table("cifar10_table6")
+    paper = paper[paper.method == "ResNet"].set_index(paper[paper.method == "ResNet"].depth.astype(int))
+    ncols = min(len(models), 6)
+    nrows = math.ceil(len(models) / ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(min(TEXT_IN, 1.2 * ncols + 0.4), 1.5 * nrows + 0.5),
+                                 squeeze=False, constrained_layout=True)
+        for ax, m in zip(axes.flat, models):
+            done = sorted((r for r in groups[m][0] if final_err(r) is not None), key=lambda r: r.seed)
+            y = [100 * final_err(r) for r in done]
+            x = np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.zeros(1)  # spread, so equal values stay visible
+            ax.scatter(x, y, s=9, color=color(m), zorder=3, label="seeds")
+            depth = int(re.sub(r"\D", "", m) or 0)
+            if draw_paper and m.startswith("resnet") and depth in paper.index:
+                row = paper.loc[depth]
+                ax.axhline(row.test_error_pct, color="k", linestyle="--", linewidth=0.8, label="paper")
+                mean = re.search(r"mean ([\d.]+)", str(row.note))
+                if mean:
+                    ax.axhline(float(mean[1]), color="k", linestyle=":", linewidth=0.8, label="paper mean")
+            ax.set_title(f"{pretty(m)} (N={len(y)})")
+            ax.set_xlim(-0.5, 0.5)
+            ax.set_xticks([])
+            ax.grid(axis="x", visible=False)
+        for ax in axes.flat[len(models):]:
+            ax.remove()  # no empty axes in the grid
+        for row in axes:
+            row[0].set_ylabel("final test error (%)")
+        note = ("Lines: the paper's CIFAR-10 numbers (dashed; dotted: its mean)." if draw_paper else
+                "The paper's numbers are not drawn: " + (protocol.not_comparable if protocol else "no runs") + ".")
+        return titled(fig, runs, "final test error per seed", [note])
 
 
 def save(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:

@@ -1,16 +1,23 @@
-"""results/REPORT.md: tables, figures, deviations from the paper's protocol (read from each run's config), runs."""
+"""REPORT.md and every figure and table in it, from run records: one section per protocol (runs.group_runs), each
+table and figure titled with its data set, schedule and split, with a provenance line; the peers' published numbers;
+deviations from the paper's protocol (read from each run's config); the runs with their hardware and commands.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from . import curves, tables
 from .curves import pretty
-from .runs import Run
-from .tables import markdown
+from .protocol import dataset_name
+from .provenance import provenance
+from .responses import figure7
+from .runs import Group, Run, group_runs
 
 CIFAR_PROTOCOL = {  # key: (paper value, what the paper says)
     "data.name": ("cifar10", "CIFAR-10"),
@@ -93,21 +100,41 @@ def _wall(s) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as the report prints it: relative to the working directory where it lies below it (no machine paths
+    in a report that may be committed)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve())) if p.is_absolute() else str(p)
+    except ValueError:
+        return str(p)
+
+
 def runs_section(runs: list[Run]) -> str:
     rows = []
     for r in runs:
         s = r.summary
-        err = s.get("final_test_err")
-        rows.append([r.experiment, pretty(r.model), str(r.seed), r.status, f"{s.get('iters', '?')}/{s.get('max_iters', '?')}",
-                     "—" if err is None else f"{100 * err:.2f}", str(s.get("device", "?")), str(s.get("precision", "?")),
-                     _wall(s.get("wall_s")), f"`{s.get('command', '?')}`"])
+        err = tables.final_err(r)
+        rows.append([r.experiment, dataset_name(r.dataset), pretty(r.model), str(r.seed), r.status,
+                     f"{s.get('iters', '?')}/{s.get('max_iters', '?')}", "—" if err is None else f"{100 * err:.2f}",
+                     str(s.get("device", "?")), str(s.get("precision", "?")), str(s.get("git_commit") or "?")[:7]
+                     + ("+" if s.get("git_dirty") else ""), _wall(s.get("wall_s")), f"`{s.get('command', '?')}`"])
     total = sum(r.summary.get("wall_s") or 0 for r in runs)
-    return markdown(["experiment", "net", "seed", "status", "iters", "final test err (%)", "device", "precision",
-                     "wall time", "command"], rows) + f"\nTotal wall time of the runs: {_wall(total)}.\n"
+    return markdown(["experiment", "data set", "net", "seed", "status", "iters", "final test err (%)", "device",
+                     "precision", "commit", "wall time", "command"], rows) + (
+        f"\nTotal wall time of the runs: {_wall(total)}. Status: read from the run directory's lock where the records "
+        f"say \"running\" (\"stopped (no process)\": no process holds it). Commit: + marks uncommitted changes.\n")
+
+
+def markdown(header, rows) -> str:
+    return tables.markdown(header, rows)
 
 
 def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str]:
-    """One sentence per claim of the paper that our numbers can check directly."""
+    """One sentence per claim of the paper that the runs of one protocol can check; "reproduced" only where that
+    protocol is the paper's, otherwise the observation and why it is not a reproduction."""
+    protocol = tables.single_protocol(runs)
+    comparable = bool(protocol and protocol.matches_paper)
     out = []
     final = {}
     for r in runs:
@@ -116,45 +143,189 @@ def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str
             final.setdefault(r.model, []).append((100 * last.train_err, 100 * last.get("test_err", float("nan"))))
     if "plain20" in final and "plain56" in final:
         a, b = (pd.DataFrame(final[m]).mean() for m in ("plain20", "plain56"))
-        out.append(f"Figure 1 (degradation): final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; "
-                   f"test {a[1]:.2f}% vs {b[1]:.2f}% — paper: plain-56 higher in both "
-                   f"({'reproduced' if b[0] > a[0] and b[1] > a[1] else 'not reproduced'}).")
+        higher = b[0] > a[0] and b[1] > a[1]
+        verdict = (("reproduced" if higher else "not reproduced") if comparable else
+                   f"plain-56 {'higher in both' if higher else 'not higher in both'} here; not a reproduction "
+                   f"({protocol.not_comparable})")
+        out.append(f"Degradation (Figure 1's claim): final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; "
+                   f"test {a[1]:.2f}% vs {b[1]:.2f}% — paper (CIFAR-10): plain-56 higher in both ({verdict}).")
     if responses is not None and len(responses):
         mean_std = responses.groupby("model")["std"].mean()
         txt = ", ".join(f"{pretty(m)} {v:.3f}" for m, v in mean_std.sort_values(ascending=False).items())
-        out.append(f"Figure 7: mean response std per layer: {txt} — paper: ResNets smaller than plain nets, "
-                   "deeper ResNets smaller still.")
+        out.append(f"Layer responses (Figure 7's claim): mean response std per layer: {txt} — paper (CIFAR-10): "
+                   "ResNets smaller than plain nets, deeper ResNets smaller still"
+                   + ("." if comparable else f" ({protocol.not_comparable})."))
     return out
 
 
-def build_report(runs: list[Run], out_dir: str | Path, *, tables: dict[str, str], figures: dict[str, str],
-                 notes: list[str], command: str, source: str) -> str:
-    """Assemble REPORT.md (returned and written to out_dir). tables: title -> markdown; figures: caption -> path
-    relative to out_dir; notes: lines about selection (left-out experiments, missing figures)."""
+@dataclass
+class Section:
+    """One protocol's part of the report: Markdown blocks in order, and the files written for it."""
+
+    group: Group
+    blocks: list[str] = field(default_factory=list)
+    n_tables: int = 0
+    n_figures: int = 0
+
+    def table(self, heading: str, md: str, runs: list[Run]):
+        self.blocks.append(f"### {heading}\n\n{md}\n{provenance(runs).line()}")
+        self.n_tables += 1
+
+    def figure(self, caption: str, path: str, runs: list[Run], text: str = ""):
+        self.blocks.append(f"### {caption}\n\n{text}![{caption}]({path})\n\n{provenance(runs).line()}")
+        self.n_figures += 1
+
+    def note(self, text: str):
+        self.blocks.append(text if text.endswith("\n") else text + "\n")
+
+
+def _load_responses(out: Path, groups: list[Group]) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Group suffix -> (Figure 7 responses, their metadata), from the files scripts/layer_responses.py wrote.
+    A file names its group by protocol slug; an older file without one belongs to the primary CIFAR group."""
+    found = {}
+    by_slug = {g.protocol.slug: g for g in groups}
+    for meta_path in sorted((out / "tables").glob("fig7_responses*.json")):
+        csv = meta_path.with_suffix(".csv")
+        if not csv.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        group = by_slug.get(meta.get("group")) if meta.get("group") else next(
+            (g for g in groups if g.family == "cifar" and not g.suffix), None)
+        if group is not None and group.suffix not in found:
+            found[group.suffix] = (pd.read_csv(csv), meta)
+    return found
+
+
+def _save(fig, out: Path, name: str) -> str | None:
+    if fig is None:
+        return None
+    curves.save(fig, out / "figures", name)
+    return f"figures/{name}.png"
+
+
+def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
+    g, title = sec.group, sec.group.protocol.title
+    resnets = [r for r in g.runs if r.model.startswith("resnet")]
+    df = tables.table6(g.runs)
+    md = tables.table6_markdown(df, g.runs)
+    tables.write_table(df, md, out / "tables", f"table6{g.suffix}")
+    sec.table(f"Table 6 (the paper's rows): ResNet test error (%) — {title}", md, resnets or g.runs)
+    _seed_blocks(sec, out)
+    plain = [r for r in g.runs if r.model in ("plain20", "plain56")]
+    if path := _save(curves.figure1(g.runs), out, f"fig1{g.suffix}"):
+        sec.figure(f"Figure 1's layout: plain-20 vs plain-56 — {title}", path, plain)
+    else:
+        sec.note("Figure 1's layout not drawn: no run of plain-20 or plain-56 with this protocol.\n")
+    wanted = {m for models, _ in curves.FIG6_PANELS for m in models}
+    if path := _save(curves.figure6(g.runs), out, f"fig6{g.suffix}"):
+        sec.figure(f"Figure 6's layout: training curves (dashed: training error, bold: test error) — {title}", path,
+                   [r for r in g.runs if r.model in wanted])
+    if g.suffix in responses:
+        resp, meta = responses[g.suffix]
+        curves.save(figure7(resp, f"std of layer responses on the test set\n{title}"), out / "figures",
+                    f"fig7{g.suffix}")
+        used = set((meta.get("runs") or {}).values())
+        runs = [r for r in g.runs if r.path is not None and shown_path(r.path) in used] or g.runs
+        n = meta.get("test_images")
+        sec.figure(f"Figure 7's layout: std of layer responses (top: original order, bottom: sorted) — {title}",
+                   f"figures/fig7{g.suffix}.png", runs,
+                   f"Responses on {n} {dataset_name(g.protocol.dataset)} test images.\n\n" if n else "")
+    elif any(r.model in ("plain20", "plain56", "resnet20", "resnet56", "resnet110") and r.complete for r in g.runs):
+        sec.note("Figure 7's layout not drawn: run `python scripts/layer_responses.py` first (it writes "
+                 f"tables/fig7_responses{g.suffix}.csv).\n")
+
+
+def _seed_blocks(sec: Section, out: Path) -> None:
+    g, title = sec.group, sec.group.protocol.title
+    seeds = tables.seeds_table(g.runs)
+    if not len(seeds):
+        return
+    md = tables.seeds_markdown(seeds)
+    tables.write_table(seeds, md, out / "tables", f"seeds{g.suffix}")
+    done = [r for r in g.runs if r.complete]
+    sec.table(f"Seed statistics: final test error per net — {title}", md, done)
+    if path := _save(curves.seed_strip(g.runs), out, f"seeds{g.suffix}"):
+        sec.figure(f"Seeds: one dot per seed — {title}", path, done)
+
+
+def _imagenet_section(sec: Section, out: Path) -> None:
+    g, title = sec.group, sec.group.protocol.title
+    wanted = {m for models, _ in curves.FIG4_PANELS for m in models}
+    if path := _save(curves.figure4(g.runs), out, f"fig4{g.suffix}"):
+        sec.figure(f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}", path,
+                   [r for r in g.runs if r.model in wanted])
+    for t, df in tables.imagenet_tables(g.runs).items():
+        md = tables.imagenet_markdown(df)
+        tables.write_table(df, md, out / "tables", f"table{t}{g.suffix}")
+        sec.table(f"Table {t} (the paper's rows): ImageNet val error — {title}", md, g.runs)
+    _seed_blocks(sec, out)
+
+
+def _peers_blocks(groups: list[Group]) -> list[str]:
+    blocks = []
+    for dataset in ("cifar10", "imagenet"):
+        if dataset == "imagenet" and not any(g.family == "imagenet" for g in groups):
+            continue
+        same = [r for g in groups if g.protocol.dataset == dataset and g.protocol.matches_paper for r in g.runs]
+        df = tables.peers_table(dataset, same)
+        blocks.append(f"## Published numbers of other repositories ({dataset_name(dataset)}, their protocols)\n\n"
+                      + tables.peers_markdown(df, bool(same)))
+    return blocks
+
+
+def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: str,
+                 experiment: str | None = None) -> tuple[str, int, int]:
+    """Every figure and table into out_dir/figures and out_dir/tables, then out_dir/REPORT.md (returned, with the
+    numbers of figures and tables)."""
     out = Path(out_dir)
-    resp_csv = out / "tables" / "fig7_responses.csv"
-    responses = pd.read_csv(resp_csv) if resp_csv.exists() else None
-    resp_meta = out / "tables" / "fig7_responses.json"
-    parts = [f"# Reproduction of He et al. 2016, Deep Residual Learning — results\n",
+    groups, left_out = group_runs(runs, experiment)
+    responses = _load_responses(out, groups)
+    reported = [r for g in groups for r in g.runs]
+    parts = ["# Reproduction of He et al. 2016, Deep Residual Learning — results\n",
              f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {source}: "
-             f"{sum(r.complete for r in runs)} complete runs of {len(runs)}.\n"]
-    if notes:
-        parts.append("".join(f"- {n}\n" for n in notes))
-    for title, md in tables.items():
-        parts.append(f"## {title}\n\n{md}")
+             f"{sum(r.complete for r in reported)} complete runs of {len(reported)}.\n"]
+    notes = []
+    if left_out:
+        notes.append(f"Only experiment '{experiment}' is reported; left out: {', '.join(left_out)}.")
+    if len(groups) > 1:
+        notes.append(f"These records hold {len(groups)} protocols; each has its own tables and figures below "
+                     "(file names carry the protocol), never averaged together: "
+                     + "; ".join(f"{g.protocol.heading} ({len(g.runs)} runs)" for g in groups) + ".")
+    for g in groups:
+        p = g.protocol
+        notes.append(f"{p.heading}: " + ("the paper's protocol; its numbers are compared with the paper's."
+                                         if p.matches_paper else
+                                         f"not the paper's protocol ({'; '.join(p.mismatches())}); the paper's "
+                                         "tables and figures give only the layout, and no number is compared with "
+                                         "the paper's."))
+    parts.append("".join(f"- {n}\n" for n in notes))
+    n_tables = n_figures = 0
+    for g in groups:
+        sec = Section(g)
+        if g.family == "cifar":
+            _cifar_section(sec, out, responses)
+        else:
+            _imagenet_section(sec, out)
+        resp = responses.get(g.suffix, (None, None))[0]
+        if findings := figure_findings(g.runs, resp):
+            sec.note("### What the figures show\n\n" + "".join(f"- {f}\n" for f in findings))
+        sec.note("### Deviations from the paper's protocol\n\n" + deviations_section(g.runs))
+        parts.append(f"## {g.protocol.heading}\n\n" + "\n".join(sec.blocks))
+        n_tables, n_figures = n_tables + sec.n_tables, n_figures + sec.n_figures
     if (out / "tables" / "architectures.md").exists():
         parts.append("## Table 1 (architectures, FLOPs)\n\nSee [tables/architectures.md](tables/architectures.md).\n")
-    for caption, path in figures.items():
-        parts.append(f"## {caption}\n\n![{caption}]({path})\n")
-    if findings := figure_findings(runs, responses):
-        parts.append("## What the figures show\n\n" + "".join(f"- {f}\n" for f in findings))
-    parts.append("## Deviations from the paper's protocol\n\n" + deviations_section(runs))
-    parts.append("## Runs (hardware, wall time, exact command)\n\n" + runs_section(runs))
-    how = [f"- figures, tables and this report: `{command}` (or `make figures`)"]
-    if resp_meta.exists():
-        how.append(f"- Figure 7 responses: `{json.loads(resp_meta.read_text()).get('command', '?')}`")
+    parts += _peers_blocks(groups)
+    parts.append("## Runs (hardware, wall time, exact command)\n\n" + runs_section(reported))
+    from ..engine.records import git_state
+
+    commit, dirty = git_state()
+    how = [f"- figures, tables and this report: `{command}` (or `make figures`), at commit "
+           f"{(commit or '?')[:7]}{' with uncommitted changes' if dirty else ''}"]
+    for _, meta in responses.values():
+        how.append(f"- Figure 7 responses: `{meta.get('command', '?')}`"
+                   + (f" on {meta['device']}, {_wall(meta.get('wall_s'))}" if meta.get("device") else ""))
     parts.append("## How this report was made\n\n" + "\n".join(how) + "\n")
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)
     (out / "REPORT.md").write_text(text)
-    return text
+    return text, n_figures, n_tables

@@ -13,11 +13,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .curves import COLUMN_IN, STYLE, color, pretty  # noqa: E402
+from ..config import NUM_CLASSES  # noqa: E402
+from .curves import COLUMN_IN, STYLE, color, pretty, wrap_text  # noqa: E402
 from .runs import Run  # noqa: E402
 
 FIG7_MODELS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000}
 
 
 @torch.no_grad()
@@ -61,10 +61,13 @@ def responses_frame(model_name: str, seed: int, stds: np.ndarray) -> pd.DataFram
                          "std": stds, "rank_sorted": rank})
 
 
-def figure7(df: pd.DataFrame) -> plt.Figure:
-    """Top: std per layer in the original order; bottom: sorted in descending order. Plain dashed, ResNets solid."""
+def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Top: std per layer in the original order; bottom: sorted in descending order. Plain dashed, ResNets solid.
+    `title`: the runs' protocol (data set, schedule, test set), printed above the panels."""
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.4), constrained_layout=True)
+        fig, axes = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.6), constrained_layout=True)
+        if title:
+            fig.suptitle(wrap_text(title, fig, STYLE["font.size"]), fontsize=STYLE["font.size"])
         order = [m for m in FIG7_MODELS if m in set(df.model)] + sorted(set(df.model) - set(FIG7_MODELS))
         for m in order:
             d = df[df.model == m]
@@ -86,15 +89,19 @@ def figure7(df: pd.DataFrame) -> plt.Figure:
 # --- loading a trained net and its test set ---------------------------------------------------------------
 
 def load_trained_model(run: Run, checkpoint: str = "last.pt", device: str | torch.device = "cpu") -> nn.Module:
-    from resnet_repro.models import build_model
+    """The run's net, built from its `model` config, with the weights of checkpoints/<checkpoint> (its checksum
+    verified; the trainer saves the plain module's state_dict, so the names load as they are)."""
+    from omegaconf import OmegaConf
 
-    num_classes = run.cfg("model.num_classes") or NUM_CLASSES.get(run.dataset)
-    model = build_model(run.model, num_classes=num_classes, shortcut=run.shortcut,
-                        stride_in_1x1=run.cfg("model.stride_in_1x1", True), family=run.family)
-    state = torch.load(Path(run.path) / "checkpoints" / checkpoint, map_location="cpu", weights_only=False)["model"]
-    # torch.compile and DDP prefix the parameter names; the plain module has none
-    state = {k.replace("_orig_mod.", "").removeprefix("module."): v for k, v in state.items()}
-    model.load_state_dict(state)
+    from resnet_repro.config import ModelConfig
+    from resnet_repro.engine.checkpoint import load_checkpoint
+    from resnet_repro.models import build_model_from_config
+
+    recorded = run.config.get("model") or {"name": run.model, "shortcut": run.shortcut or "A", "family": run.family}
+    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(recorded))
+    model = build_model_from_config(model_cfg, NUM_CLASSES.get(run.dataset, 10))
+    state = load_checkpoint(Path(run.path) / "checkpoints" / checkpoint, map_location="cpu")
+    model.load_state_dict(state["model"])
     return model.to(device).eval()
 
 

@@ -1,7 +1,9 @@
 """Find and load run records (summary.json, metrics.jsonl, config.yaml) into one in-memory structure.
 
 A run whose status is not "complete" is kept and labelled, never dropped silently: figures draw it dotted,
-tables leave it out of the statistics and name it in a note.
+tables leave it out of the statistics and name it in a note. Whether a run is still going is decided by its
+directory's lock (`engine.run_dir.is_live`), not by the last status written: a process killed with SIGKILL leaves
+"running" in summary.json, and such a run is shown as "stopped (no process)".
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from ..engine import records
+from ..engine.run_dir import is_live
+from .protocol import Protocol, protocol_of
 
 METRIC_KEYS = ("iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err",
                "val_loss", "val_err", "test_top5_err", "img_per_s", "wall_s")
+STOPPED = "stopped (no process)"  # summary.json says "running" but no process holds the run's lock
 
 
 @dataclass
@@ -26,6 +31,7 @@ class Run:
     config: dict = field(default_factory=dict)  # nested, as in config.yaml
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     path: Path | None = None
+    live: bool | None = None  # a process held the run's lock when it was loaded; None: not known (W&B records)
 
     @property
     def model(self) -> str:
@@ -37,7 +43,13 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        """The status a reader is shown: the recorded one, corrected by the lock where the lock is known."""
+        recorded = self.summary.get("status", "unknown")
+        if self.live is None or recorded == "complete":
+            return recorded
+        if self.live:
+            return "running"  # also a resume that has not yet rewritten an "interrupted" summary
+        return STOPPED if recorded == "running" else recorded
 
     @property
     def complete(self) -> bool:
@@ -69,12 +81,16 @@ class Run:
 
     @property
     def label(self) -> str:
-        """e.g. 'resnet110 seed 2 (running, 12000/64000 iters)' for notes under figures and tables."""
+        """e.g. 'resnet110 seed 2: stopped (no process) at 12000/64000 iters' for notes under figures and tables."""
         s = f"{self.model} seed {self.seed}"
         if not self.complete:
             it, mx = self.summary.get("iters"), self.summary.get("max_iters") or self.cfg("trainer.max_iters")
-            s += f" ({self.status}" + (f", {it}/{mx} iters)" if it is not None else ")")
+            s += f": {self.status}" + (f" at {it}/{mx} iters" if it is not None else "")
         return s
+
+    @property
+    def protocol(self) -> Protocol:
+        return protocol_of(self)
 
     def cfg(self, dotted: str, default=None):
         node = self.config
@@ -106,7 +122,7 @@ def load_run(run_dir: str | Path) -> Run:
     d = Path(run_dir)
     summary = json.loads((d / "summary.json").read_text())
     config = OmegaConf.to_container(OmegaConf.load(d / "config.yaml")) if (d / "config.yaml").exists() else {}
-    return Run(summary=summary, config=config, metrics=read_metrics(d / "metrics.jsonl"), path=d)
+    return Run(summary=summary, config=config, metrics=read_metrics(d / "metrics.jsonl"), path=d, live=is_live(d))
 
 
 def load_runs(root: str | Path) -> list[Run]:
@@ -122,19 +138,57 @@ def summaries_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pick_experiment(runs: list[Run], family: str, experiment: str | None = None) -> tuple[list[Run], list[str]]:
-    """Runs of one experiment of the given family, and the other experiments' names (left out, said so).
+@dataclass
+class Group:
+    """Runs that share one Protocol: one set of tables and figures. `suffix` goes into their file names (fig1{suffix}.png):
+    empty for the primary group of a family, so that a run root with one protocol keeps the plain names."""
 
-    Mixing a 2k-iteration demo with 64k-iteration runs in one figure would mislead; without an explicit
-    choice the experiment with the most complete runs wins.
-    """
-    fam = [r for r in runs if r.family == family]
-    names = sorted({r.experiment for r in fam})
-    if not names:
-        return [], []
-    if experiment is None:
-        experiment = max(names, key=lambda e: (sum(r.complete for r in fam if r.experiment == e), e == "cifar10"))
-    return [r for r in fam if r.experiment == experiment], [n for n in names if n != experiment]
+    protocol: Protocol
+    runs: list[Run]
+    suffix: str = ""
+
+    @property
+    def family(self) -> str:
+        return self.protocol.family
+
+
+def _primary_key(g: Group):
+    # the paper's protocol first, then the group with the most complete runs
+    return (g.protocol.matches_paper, sum(r.complete for r in g.runs), g.protocol.experiment in ("cifar10", "imagenet"))
+
+
+def group_runs(runs: list[Run], experiment: str | None = None) -> tuple[list[Group], list[str]]:
+    """Runs split by protocol (never pooled across two), CIFAR-style families first, each family's primary group first;
+    with `experiment`, only that experiment's groups, and the names of the experiments left out."""
+    left_out = sorted({r.experiment for r in runs if experiment is not None and r.experiment != experiment})
+    by_protocol: dict[Protocol, list[Run]] = {}
+    for r in runs:
+        if experiment is None or r.experiment == experiment:
+            by_protocol.setdefault(r.protocol, []).append(r)
+    groups: list[Group] = []
+    for family in ("cifar", "imagenet"):
+        fam = [Group(p, rs) for p, rs in by_protocol.items() if p.family == family]
+        fam.sort(key=lambda g: g.protocol.slug)
+        fam.sort(key=_primary_key, reverse=True)
+        used = {""}
+        for i, g in enumerate(fam):
+            if i:
+                g.suffix = "-" + g.protocol.slug
+                n = 2
+                while g.suffix in used:  # two protocols with the same experiment, data set and length
+                    g.suffix, n = f"-{g.protocol.slug}-{n}", n + 1
+            used.add(g.suffix)
+        groups += fam
+    return groups, left_out
+
+
+def single_protocol(runs: list[Run]) -> Protocol | None:
+    """The one protocol of `runs`; records of two protocols are an error (their errors must never be averaged)."""
+    protocols = {r.protocol for r in runs}
+    if len(protocols) > 1:
+        raise ValueError(f"records of {len(protocols)} protocols ({'; '.join(sorted(p.heading for p in protocols))}): "
+                         "split them with runs.group_runs; their errors are never pooled")
+    return next(iter(protocols), None)
 
 
 def by_model(runs: list[Run]) -> dict[str, tuple[list[Run], list[Run]]]:

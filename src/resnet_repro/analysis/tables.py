@@ -1,7 +1,10 @@
-"""Table 6 (CIFAR-10) and ImageNet Tables 2, 3, 4: the paper's numbers beside ours, as DataFrames, Markdown and CSV.
+"""Table 6 (CIFAR-10), seed statistics, the peer repositories' numbers, and ImageNet Tables 2, 3, 4: as DataFrames,
+Markdown and CSV. Every table holds the runs of one protocol (runs.group_runs); pooling two is refused.
 
-Ours are final test errors (the net at the last iteration), never the best over evaluations: picking the best
-test-set evaluation would select the model on the test set.
+The headline is the paper's protocol: the final test error (the net at the last iteration), with no selection on
+the test set. Beside it, one clearly labelled column gives the lowest test error seen during training, which is
+what most public CIFAR repositories report (it selects on the test set). "ours − paper" is filled only where data
+set and protocol match the paper's (protocol.matches_paper); elsewhere the cell says why not.
 """
 
 from __future__ import annotations
@@ -15,7 +18,35 @@ import pandas as pd
 
 from resnet_repro.paper import load_table
 
-from .runs import Run, by_model, incomplete_note
+from .protocol import dataset_name
+from .runs import Run, by_model, incomplete_note, single_protocol
+
+TEST_SELECTED = "best test error during training (selected on the test set, as those repos do)"
+
+
+def final_err(run: Run) -> float | None:
+    """The test error of the net at the last iteration (the paper's protocol)."""
+    if run.summary.get("final_test_err") is not None:
+        return float(run.summary["final_test_err"])
+    if "test_err" in run.metrics and run.metrics["test_err"].notna().any():
+        return float(run.metrics.dropna(subset=["test_err"])["test_err"].iloc[-1])
+    return None
+
+
+def best_test_err_during_training(run: Run) -> float | None:
+    """The lowest test error over the run's evaluations (metrics.jsonl): a choice made on the test set."""
+    if "test_err" in run.metrics and run.metrics["test_err"].notna().any():
+        return float(run.metrics["test_err"].min())
+    best = run.summary.get("best_test_err")
+    return None if best is None else float(best)
+
+
+def seed_stats(values: list[float]) -> dict[str, float]:
+    """n, mean, sample std (ddof=1; NaN for fewer than 2), best (the minimum)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return {"n": 0, "mean": np.nan, "std": np.nan, "best": np.nan}
+    return {"n": len(v), "mean": v.mean(), "std": v.std(ddof=1) if len(v) > 1 else np.nan, "best": v.min()}
 
 
 def _paper_mean_std(note) -> tuple[float, float]:
@@ -23,16 +54,19 @@ def _paper_mean_std(note) -> tuple[float, float]:
     return (float(m[1]), float(m[2])) if m else (np.nan, np.nan)
 
 
-def _stats(values: list[float]) -> tuple[float, float, float]:
-    """best, mean, sample std (ddof=1; NaN for one run)."""
-    if not values:
-        return np.nan, np.nan, np.nan
-    v = np.asarray(values, dtype=float)
-    return v.min(), v.mean(), v.std(ddof=1) if len(v) > 1 else np.nan
+def _paper_best_of(note) -> float:
+    m = re.search(r"best of (\d+)", str(note))
+    return float(m[1]) if m else np.nan
+
+
+def _pct(values) -> list[float]:
+    return [100 * v for v in values if v is not None]
 
 
 def table6(runs: list[Run]) -> pd.DataFrame:
-    """One row per ResNet depth of the paper (plus depths only we ran) and the paper's comparison rows."""
+    """One row per ResNet depth of the paper (plus depths only we ran), then the paper's comparison rows."""
+    protocol = single_protocol(runs)
+    comparable = bool(protocol and protocol.matches_paper)
     paper = load_table("cifar10_table6")
     groups = by_model([r for r in runs if r.family == "cifar" and r.model.startswith("resnet")])
     depths = list(paper[paper.method == "ResNet"].depth.astype(int))
@@ -40,34 +74,54 @@ def table6(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for d in depths:
         p = paper[(paper.method == "ResNet") & (paper.depth == d)]
+        note = p.note.iloc[0] if len(p) else ""
         p_err = float(p.test_error_pct.iloc[0]) if len(p) else np.nan
-        p_mean, p_std = _paper_mean_std(p.note.iloc[0]) if len(p) else (np.nan, np.nan)
+        p_mean, p_std = _paper_mean_std(note)
+        p_best_of = _paper_best_of(note)
         done, other = groups.get(f"resnet{d}", ([], []))
-        best, mean, std = _stats([100 * r.summary["final_test_err"] for r in done])
+        final = seed_stats(_pct(final_err(r) for r in done))
+        selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
         params = [r.summary["params"] for r in done + other if r.summary.get("params")]
+        # like with like: our mean against the paper's mean where it gives one, else against its single number
+        p_ref = p_mean if not math.isnan(p_mean) else p_err
         rows.append({
             "method": "ResNet", "layers": d,
             "params_M_paper": float(p.params_M.iloc[0]) if len(p) else np.nan,
             "params_M_ours": params[0] / 1e6 if params else np.nan,
-            "paper_err_pct": p_err, "paper_mean_pct": p_mean, "paper_std_pct": p_std,
-            "ours_best_pct": best, "ours_mean_pct": mean, "ours_std_pct": std, "n": len(done),
-            "diff_best_pct": best - p_err,
+            "paper_err_pct": p_err, "paper_mean_pct": p_mean, "paper_std_pct": p_std, "paper_best_of": p_best_of,
+            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"], "ours_best_pct": final["best"],
+            "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in sorted(done, key=lambda r: r.seed)),
+            "test_selected_mean_pct": selected["mean"], "test_selected_std_pct": selected["std"],
+            "test_selected_n": selected["n"],
+            "diff_mean_pct": final["mean"] - p_ref if comparable else np.nan,
+            "diff_best_pct": final["best"] - p_err if comparable and not math.isnan(p_best_of) else np.nan,
+            "comparable": comparable,
+            "not_comparable": protocol.not_comparable if protocol else "no runs",
             "not_complete": "; ".join(r.label for r in other),
         })
     for _, p in paper[paper.method != "ResNet"].iterrows():
         p_mean, p_std = _paper_mean_std(p.note)
         rows.append({"method": p.method, "layers": p.depth, "params_M_paper": p.params_M,
                      "paper_err_pct": p.test_error_pct, "paper_mean_pct": p_mean, "paper_std_pct": p_std,
-                     "n": 0, "not_complete": ""})
+                     "paper_best_of": np.nan, "n": 0, "comparable": comparable, "not_comparable": "",
+                     "not_complete": ""})
     df = pd.DataFrame(rows)
     df["layers"] = df["layers"].astype("Int64")
+    df["dataset"] = protocol.dataset if protocol else ""
+    df["protocol"] = protocol.title if protocol else ""
     return df
 
 
 def _f(x, digits=2, sign=False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _mean_std_n(mean, std, n) -> str:
+    if not n:
+        return "—"
+    return _f(mean) + (f" ± {_f(std)}" if n > 1 else "") + f" (N={n})"
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -75,25 +129,124 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
+def _diff_cell(r) -> str:
+    if r.method != "ResNet" or not r.n:
+        return "—"
+    if not r.comparable:
+        return r.not_comparable
+    if not math.isnan(r.paper_best_of):
+        return f"mean {_f(r.diff_mean_pct, sign=True)}, best {_f(r.diff_best_pct, sign=True)}"
+    return _f(r.diff_mean_pct, sign=True)
+
+
 def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
     rows = []
     for _, r in df.iterrows():
-        paper = _f(r.paper_err_pct) + (f" ({_f(r.paper_mean_pct)}±{_f(r.paper_std_pct)})"
+        paper = _f(r.paper_err_pct) + (f" (mean {_f(r.paper_mean_pct)} ± {_f(r.paper_std_pct)})"
                                        if not math.isnan(r.paper_mean_pct) else "")
-        if r.n:
-            ours_mean = _f(r.ours_mean_pct) + (f" ± {_f(r.ours_std_pct)}" if r.n > 1 else "")
-            ours = [_f(r.ours_best_pct), f"{ours_mean} (N={r.n})", _f(r.diff_best_pct, sign=True)]
-        else:
-            ours = ["—", "—", "—"]
+        ours = _mean_std_n(r.get("ours_mean_pct"), r.get("ours_std_pct"), r.n)
+        best_of = (f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n and not math.isnan(r.paper_best_of) else "—")
+        selected = _mean_std_n(r.get("test_selected_mean_pct"), r.get("test_selected_std_pct"),
+                               r.get("test_selected_n", 0) if r.method == "ResNet" else 0)
         rows.append([r.method, _f(r.layers, 0) if r.layers is not pd.NA else "", _f(r.params_M_paper),
-                     _f(r.get("params_M_ours", np.nan)), paper, *ours])
-    text = markdown(["method", "layers", "params (M, paper)", "params (M, ours)", "paper error (%)",
-                     "ours best (%)", "ours mean ± std (%)", "ours best − paper"], rows)
-    text += ("\nPaper: best of 5 runs for ResNet-110 with (mean±std) in brackets; other ResNets one number. "
-             "Ours: final test error after the last iteration; std is the sample std over seeds (ddof=1).\n")
+                     _f(r.get("params_M_ours", np.nan)), paper, ours, best_of, _diff_cell(r), selected])
+    text = markdown(["method", "layers", "params (M, paper)", "params (M, ours)",
+                     "paper: CIFAR-10 test error (%)", "ours: final test error (%), mean ± std (N)",
+                     "ours: best of N (%)", "ours − paper", f"ours: {TEST_SELECTED} (%)"], rows)
+    protocol = df.protocol.iloc[0] if "protocol" in df and len(df) else ""
+    comparable = bool(df.comparable.iloc[0]) if "comparable" in df and len(df) else False
+    text += (f"\nOur runs: {protocol or 'none'}. Paper: CIFAR-10, 64k iterations, the full 50k training images; "
+             "ResNet-110 as best of 5 runs with mean ± std. Ours: the final test error after the last iteration, no "
+             "selection on the test set (the paper's protocol; the headline), mean ± sample std (ddof=1) over N seeds; "
+             "best of N only where the paper reports a best of 5.")
+    if comparable:
+        text += (" ours − paper: our mean minus the paper's number (ResNet-110: minus its mean; and our best of N "
+                 "minus its best of 5).")
+    else:
+        text += (" ours − paper is left empty: these runs are not the paper's protocol, and a difference would "
+                 "compare two different experiments.")
+    text += (f" The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
+             f"selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
+             f"the paper's protocol.\n")
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"
     return text
+
+
+# --- seed statistics --------------------------------------------------------------------------------------------
+
+def _net_order(model: str):
+    kind = re.sub(r"\d", "", model)
+    return (kind != "plain", int(re.sub(r"\D", "", model) or 0), model)
+
+
+def seeds_table(runs: list[Run]) -> pd.DataFrame:
+    """Per net: N complete seeds, the final test error's mean ± std and each seed's value, the test-selected error."""
+    single_protocol(runs)
+    rows = []
+    for model, (done, _other) in sorted(by_model(runs).items(), key=lambda kv: _net_order(kv[0])):
+        if not done:
+            continue
+        done = sorted(done, key=lambda r: r.seed)
+        final = seed_stats(_pct(final_err(r) for r in done))
+        selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
+        rows.append({"model": model, "n": final["n"], "mean_pct": final["mean"], "std_pct": final["std"],
+                     "best_pct": final["best"],
+                     "seeds": ", ".join(f"{r.seed}: {100 * final_err(r):.2f}" for r in done if final_err(r) is not None),
+                     "test_selected_mean_pct": selected["mean"], "test_selected_n": selected["n"]})
+    return pd.DataFrame(rows, columns=["model", "n", "mean_pct", "std_pct", "best_pct", "seeds",
+                                       "test_selected_mean_pct", "test_selected_n"])
+
+
+def seeds_markdown(df: pd.DataFrame) -> str:
+    from .curves import pretty
+
+    rows = [[pretty(r.model), str(r.n), _mean_std_n(r.mean_pct, r.std_pct, r.n), _f(r.best_pct), r.seeds,
+             _f(r.test_selected_mean_pct)] for _, r in df.iterrows()]
+    return markdown(["net", "N", "final test error (%), mean ± std", "best of N (%)", "each seed (seed: error %)",
+                     f"{TEST_SELECTED} (%), mean"], rows) + (
+        "\nComplete runs only. std: sample std over seeds (ddof=1); none for N = 1.\n")
+
+
+# --- peer repositories ------------------------------------------------------------------------------------------
+
+def peers_table(dataset: str, comparable_runs: list[Run] | None = None) -> pd.DataFrame:
+    """The peers' published numbers for `dataset` (paper/peers.csv) with their protocol, and ours chosen the same
+    way (the test-selected error beside a test-selected peer number, the final error beside a final one), from runs
+    with the paper's protocol only."""
+    peers = load_table("peers")
+    peers = peers[peers.dataset == dataset].reset_index(drop=True)
+    groups = by_model(comparable_runs or [])
+    ours = []
+    for _, p in peers.iterrows():
+        done = groups.get(p.model, ([], []))[0]
+        pick = best_test_err_during_training if p.selection == "best on the test set" else final_err
+        ours.append(seed_stats(_pct(pick(r) for r in done)) if p.selection in ("best on the test set", "final")
+                    else seed_stats([]))
+    peers["ours_mean_pct"] = [o["mean"] for o in ours]
+    peers["ours_std_pct"] = [o["std"] for o in ours]
+    peers["ours_n"] = [o["n"] for o in ours]
+    return peers
+
+
+def peers_markdown(df: pd.DataFrame, have_comparable: bool) -> str:
+    from .curves import pretty
+
+    rows = []
+    for _, p in df.iterrows():
+        err = _f(p.test_error_pct) + (f" ± {_f(p.std_pct)}" if not math.isnan(p.std_pct) else "")
+        epochs = "—" if math.isnan(p.epochs) else f"{p.epochs:.0f}"
+        ours = _mean_std_n(p.ours_mean_pct, p.ours_std_pct, p.ours_n) if have_comparable else "—"
+        rows.append([p.source.replace(" README", ""), pretty(p.model), p.shortcut, err, str(p.runs), epochs,
+                     p.selection, p.protocol_note, ours])
+    text = markdown(["repository", "net", "shortcut", "their test error (%)", "runs", "epochs", "how it was chosen",
+                     "their protocol", "ours, chosen the same way (%)"], rows)
+    text += ("\nTheir numbers as published (paper/peers.csv), not rerun here. \"best on the test set\": the lowest test "
+             "error over training, i.e. the test set is used for model selection; \"final\": the net at the end.")
+    if not have_comparable:
+        text += (f" No run of ours is on {dataset_name(df.dataset.iloc[0]) if len(df) else 'this data set'} with the "
+                 "paper's protocol, so nothing is put beside them.")
+    return text + "\n"
 
 
 # --- ImageNet ----------------------------------------------------------------------------------------------
@@ -114,7 +267,10 @@ def _imagenet_result(run: Run, protocols: list[str]) -> tuple[float, float, str]
 
 
 def imagenet_tables(runs: list[Run]) -> dict[int, pd.DataFrame]:
-    """Tables 2, 3, 4: every paper row, with ours (mean over complete runs) where a matching run exists."""
+    """Tables 2, 3, 4: every paper row, with ours (mean over complete runs) where a matching run exists; the
+    differences only where the runs follow the paper's ImageNet protocol."""
+    protocol = single_protocol(runs)
+    comparable = bool(protocol and protocol.matches_paper)
     paper = load_table("imagenet_tables")
     ours = [r for r in runs if r.family == "imagenet"]
     out = {}
@@ -128,21 +284,31 @@ def imagenet_tables(runs: list[Run]) -> dict[int, pd.DataFrame]:
             top5 = 100 * np.nanmean([x[1] for x in res]) if res and not all(np.isnan(x[1]) for x in res) else np.nan
             rows.append({"model": p.model, "shortcut": sc or "", "paper_top1_pct": p.top1_err_pct,
                          "paper_top5_pct": p.top5_err_pct, "ours_top1_pct": top1, "ours_top5_pct": top5,
-                         "diff_top1_pct": top1 - p.top1_err_pct, "diff_top5_pct": top5 - p.top5_err_pct,
+                         "diff_top1_pct": top1 - p.top1_err_pct if comparable else np.nan,
+                         "diff_top5_pct": top5 - p.top5_err_pct if comparable else np.nan,
                          "n": len(res), "ours_protocol": ", ".join(sorted({x[2] for x in res})),
-                         "paper_protocol": p.test_protocol,
+                         "paper_protocol": p.test_protocol, "comparable": comparable,
+                         "not_comparable": protocol.not_comparable if protocol else "no runs",
                          "not_complete": "; ".join(r.label for r in match if not r.complete)})
-        out[t] = pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        df["protocol"] = protocol.title if protocol else ""
+        out[t] = df
     return out
 
 
 def imagenet_markdown(df: pd.DataFrame) -> str:
+    def diff(r, col):
+        if not r.n:
+            return "—"
+        return _f(r[col], sign=True) if r.comparable else r.not_comparable
+
     rows = [[r.model + (f" ({r.shortcut})" if r.shortcut else ""), _f(r.paper_top1_pct), _f(r.paper_top5_pct),
-             _f(r.ours_top1_pct), _f(r.ours_top5_pct), _f(r.diff_top1_pct, sign=True), _f(r.diff_top5_pct, sign=True),
-             str(r.n), r.ours_protocol or "—"] for _, r in df.iterrows()]
-    text = markdown(["model", "paper top-1", "paper top-5", "ours top-1", "ours top-5", "Δ top-1", "Δ top-5", "N",
-                     "our protocol"], rows)
-    text += f"\nErrors in % on the ImageNet val set; paper protocol: {df.paper_protocol.iloc[0]}.\n"
+             _f(r.ours_top1_pct), _f(r.ours_top5_pct), diff(r, "diff_top1_pct"), diff(r, "diff_top5_pct"), str(r.n),
+             r.ours_protocol or "—"] for _, r in df.iterrows()]
+    text = markdown(["model", "paper top-1", "paper top-5", "ours top-1", "ours top-5", "ours − paper top-1",
+                     "ours − paper top-5", "N", "our test protocol"], rows)
+    text += (f"\nErrors in % on the ImageNet val set; paper protocol: {df.paper_protocol.iloc[0]}. Our runs: "
+             f"{df.protocol.iloc[0] or 'none'}.\n")
     bad = [x for x in df.not_complete if x]
     return text + ("\nNot complete (left out): " + "; ".join(bad) + "\n" if bad else "")
 

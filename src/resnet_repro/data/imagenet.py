@@ -56,6 +56,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..config import DataConfig
 from ..io import atomic_write
 from ..errors import UserError
+from .streams import stream_generator, stream_seed
 
 log = logging.getLogger(__name__)
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a dependency here): they still work.
@@ -69,7 +70,6 @@ PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
                            [-0.5836, -0.6948, 0.4203]])
 # torchvision's normalization constants (normalize=mean_std).
 MEAN_STD = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
-NORMALIZE_KINDS = ("mean_pixel", "mean_std")
 VIEWS = ("center", "10crop", "full")
 _STREAM_ORDER, _STREAM_SAMPLE = 11, 12
 _MEAN_SUBSET_SEED = 0
@@ -92,7 +92,7 @@ def decode_rgb(data: torch.Tensor) -> torch.Tensor:
 
 def sample_seed(seed: int, iteration: int, position: int) -> int:
     """The seed of the random view of the sample at `position` of the global batch of `iteration`."""
-    return (((seed * 1_000_003 + _STREAM_SAMPLE) * 1_000_000_007 + iteration) * 1_000_033 + position) % 2**63
+    return stream_seed(seed, _STREAM_SAMPLE, iteration, position)
 
 
 def draw_train_params(seed: int, cfg: DataConfig) -> tuple[int, float, float, bool, torch.Tensor]:
@@ -225,10 +225,6 @@ def _scan(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return dataset.classes, paths, labels
 
 
-def _generator(seed: int, stream: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(((seed * 1_000_003 + stream) * 1_000_000_007 + index) % 2**63)
-
-
 def _dist_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -242,16 +238,9 @@ class ImageNetData:
                  train: bool = True):
         """train=False: only val/ is read (evaluation); the per-pixel mean must then be in its cache already,
         unless train/ is there to compute it from."""
-        if cfg.normalize not in NORMALIZE_KINDS:
-            raise UserError(f"unknown data.normalize {cfg.normalize!r}: choose mean_pixel (paper) or mean_std")
-        if not 0 < cfg.crop_size <= cfg.scale_min <= cfg.scale_max:
-            raise UserError(f"need 0 < data.crop_size <= data.scale_min <= data.scale_max, got {cfg.crop_size}, "
-                            f"{cfg.scale_min}, {cfg.scale_max} (paper: 224, 256, 480)")
         if cfg.gpu_decode and device.type != "cuda":
             raise UserError("data.gpu_decode=true decodes JPEGs on a CUDA GPU but training runs on the CPU here: "
                             "set data.gpu_decode=false (the default)")
-        if cfg.batch_size % world_size:
-            raise UserError(f"data.batch_size={cfg.batch_size} is not divisible by the {world_size} processes: choose a multiple of {world_size}")
         if isinstance(cfg, DictConfig):  # a plain dataclass: the workers read it per sample
             cfg = DataConfig(**OmegaConf.to_container(cfg, resolve=True))
         self.cfg, self.device, self.seed, self.rank, self.world_size = cfg, device, seed, rank, world_size
@@ -280,8 +269,6 @@ class ImageNetData:
         keep = _subset(len(labels), self.cfg.limit_train)
         self._train = (paths[keep], labels[keep])
         self.train_size = len(keep)
-        if self.cfg.batch_size > self.train_size:
-            raise UserError(f"data.batch_size={self.cfg.batch_size} is larger than the {self.train_size} training images")
         self.batches_per_epoch = self.train_size // self.cfg.batch_size
 
     # ----- normalization on the device ---------------------------------------------------------------------
@@ -359,7 +346,7 @@ class ImageNetData:
         """Mean of the center views of a fixed subset (seed 0) of the training images, float32 3,crop,crop in [0, 1]."""
         paths, labels = self._train
         n = min(self.cfg.mean_images, len(labels)) if self.cfg.mean_images > 0 else len(labels)
-        subset = torch.randperm(len(labels), generator=_generator(_MEAN_SUBSET_SEED, 0, 0))[:n].sort().values.tolist()
+        subset = torch.randperm(len(labels), generator=stream_generator(_MEAN_SUBSET_SEED, 0, 0))[:n].sort().values.tolist()
         files = ImageFiles(self.root / "train", paths, labels, "center", self.cfg)
         batches = [[(i, None) for i in subset[s : s + 256]] for s in range(0, n, 256)]
         loader = DataLoader(files, batch_sampler=batches, num_workers=self.cfg.num_workers, collate_fn=collate,
@@ -374,7 +361,7 @@ class ImageNetData:
     # ----- training ----------------------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            self._order = torch.randperm(self.train_size, generator=_generator(self.seed, _STREAM_ORDER, epoch))
+            self._order = torch.randperm(self.train_size, generator=stream_generator(self.seed, _STREAM_ORDER, epoch))
             self._epoch = epoch
         return self._order
 

@@ -48,16 +48,20 @@ def init_distributed(device_kind: str) -> DistInfo:
     return info
 
 
-def resolve_device(requested: str, info: DistInfo) -> torch.device:
+def device_kind(requested: str) -> str:
+    """auto | cpu | cuda -> cpu or cuda; asking for cuda where no GPU is visible is an error."""
     if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("trainer.device=cuda but no CUDA GPU is visible: use trainer.device=cpu or auto")
-        torch.cuda.set_device(info.local_rank)
-        return torch.device("cuda", info.local_rank)
-    if requested != "cpu":
-        raise UserError(f"unknown trainer.device {requested!r}: choose auto, cpu or cuda")
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for but no CUDA GPU is visible: use the cpu or auto device")
+    return str(requested)
+
+
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """The device of this process: its GPU (the local rank's) or the CPU."""
+    if device_kind(requested) == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 

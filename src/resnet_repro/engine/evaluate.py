@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,9 +27,13 @@ from omegaconf import OmegaConf
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..models import build_model
+from ..models import build_model, build_model_from_config
 from . import records
 from .checkpoint import load_checkpoint
+from .distributed import resolve_device
+from .metrics import top1_top5_wrong
+from .run_dir import RunDirectory
+from .setup import autocast
 
 log = logging.getLogger("resnet_repro.evaluate")
 
@@ -61,16 +64,8 @@ class EvalOptions:
             raise UserError(f"multiscale scales must be positive shorter sides, got {list(self.scales)}")
         if self.precision not in ("fp32", "bf16"):
             raise UserError(f"unknown precision {self.precision!r}: choose fp32 or bf16")
-
-
-def resolve_eval_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA GPU is visible: use --device cpu or auto")
-    if requested not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {requested!r}: choose auto, cpu or cuda")
-    return torch.device(requested)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"unknown device {self.device!r}: choose auto, cpu or cuda")
 
 
 # ----- the protocols ----------------------------------------------------------------------------------------------
@@ -81,7 +76,7 @@ class _Forward:
 
     def __init__(self, model: torch.nn.Module, device: torch.device, precision: str, max_pixels: int):
         self.model, self.device, self.max_pixels = model.eval(), device, max_pixels
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        self.precision = precision
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     @torch.no_grad()
@@ -90,7 +85,7 @@ class _Forward:
         chunk = max(1, self.max_pixels // (x.shape[-1] * x.shape[-2]))
         out = []
         for part in x.split(chunk):
-            with self.autocast:
+            with autocast(self.precision, self.device):
                 logits = self.model(part.contiguous(memory_format=self.memory_format))
             out.append(logits.float().softmax(1))
         return torch.cat(out)
@@ -140,11 +135,9 @@ def evaluate_protocol(model: torch.nn.Module, data, protocol: str, options: Eval
     sums = torch.zeros(4, dtype=torch.float64)  # nll, top-1 wrong, top-5 wrong, count
     for probs, labels in predict(model, data, protocol, options, split):
         labels = labels.to(probs.device)
-        top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices
-        sums += torch.stack([
-            -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().sum(),
-            (top5[:, 0] != labels).sum(), (top5 != labels[:, None]).all(1).sum(), torch.tensor(len(labels)),
-        ]).double().cpu()
+        wrong1, wrong5 = top1_top5_wrong(probs, labels)
+        sums += torch.stack([-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().sum(), wrong1, wrong5,
+                             torch.tensor(len(labels), device=probs.device)]).double().cpu()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         sums = sums.to(data.device)
         torch.distributed.all_reduce(sums)
@@ -197,7 +190,6 @@ def evaluate_run(run_dir: str | Path, options: EvalOptions, checkpoint: str | Pa
                  data_root: str | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
     """Evaluate a run's checkpoint (default checkpoints/last.pt) under each protocol; write eval.json and summary.json."""
     from ..data.imagenet import ImageNetData
-    from .trainer import RunDirectory
 
     options.check()
     dirs = RunDirectory(Path(run_dir))
@@ -212,12 +204,11 @@ def evaluate_run(run_dir: str | Path, options: EvalOptions, checkpoint: str | Pa
     dirs.lock()  # fails at once if a trainer is writing this run; keeps one from rewriting summary.json meanwhile
     try:
         state = load_checkpoint(ckpt_path, map_location="cpu")
-        device = resolve_eval_device(options.device)
+        device = resolve_device(options.device)
         base = OmegaConf.to_container(cfg.data, resolve=True)
         data = ImageNetData(_data_config(base, options, device, **({"root": data_root} if data_root else {})), device,
                             seed=cfg.seed, train=False)
-        model = build_model(cfg.model.name, num_classes=cfg.model.num_classes or data.num_classes,
-                            shortcut=cfg.model.shortcut, stride_in_1x1=cfg.model.stride_in_1x1, family=cfg.model.family)
+        model = build_model_from_config(cfg.model, data.num_classes)
         model.load_state_dict(state["model"])
         model.to(device)
         results = evaluate_model(model, data, options)
@@ -289,7 +280,7 @@ def evaluate_torchvision(name: str, weights: str, data_root: str, options: EvalO
         model.load_state_dict(sd)
     except RuntimeError as err:
         raise UserError(f"weights {weights} do not fit torchvision's {name}: {str(err).splitlines()[0]}") from None
-    device = resolve_eval_device(options.device)
+    device = resolve_device(options.device)
     base = {"name": "imagenet", "root": data_root, "normalize": "mean_std", "scale_min": 256, "crop_size": 224,
             "eval_batch_size": 100, **(data_overrides or {})}
     data = ImageNetData(_data_config(base, options, device), device, seed=0, train=False)

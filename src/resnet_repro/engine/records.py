@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import TrainConfig, to_dict
 from ..errors import UserError
 from ..io import atomic_write
 
@@ -31,9 +32,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def write_config(path: Path, cfg: DictConfig) -> None:
+def write_config(path: Path, cfg: TrainConfig) -> None:
     """config.yaml, written atomically (a killed process never leaves half a config that a resume would misread)."""
-    atomic_write(Path(path), lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True).encode()))
+    atomic_write(Path(path), lambda f: f.write(OmegaConf.to_yaml(to_dict(cfg)).encode()))
 
 
 def read_config(path: Path) -> DictConfig:
@@ -54,20 +55,14 @@ def _flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _schema_defaults() -> dict[str, Any]:
-    from ..config import TrainConfig
-
-    return _flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig), resolve=True))
-
-
-def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
+def config_differences(saved: DictConfig, current: TrainConfig) -> list[str]:
     """Keys whose values differ between a run directory's config.yaml and the current command, ignoring RESUMABLE_KEYS.
 
-    A key that the saved config lacks because the schema gained it later is no difference while the current value is
-    the schema's default (the behaviour the older code had)."""
+    A key that the saved config lacks (written before the schema had it) is no difference while the current value
+    is the schema's default: the run was made with that default."""
     a = _flatten(OmegaConf.to_container(saved, resolve=True))
-    b = _flatten(OmegaConf.to_container(current, resolve=True))
-    defaults = _schema_defaults()
+    b = _flatten(to_dict(current))
+    defaults = _flatten(to_dict(TrainConfig()))
     missing = object()
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
             if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)
@@ -134,3 +129,25 @@ def command_line() -> str:
     if HydraConfig.initialized():
         return " ".join(["python scripts/train.py", *map(shlex.quote, HydraConfig.get().overrides.task)])
     return " ".join(["python", *map(shlex.quote, sys.argv)]) if sys.argv and sys.argv[0] else ""
+
+
+def summary(cfg: TrainConfig, metrics: Path, status: str, iteration: int, wall_s: float, model_info: dict[str, Any],
+            device, world_size: int, precision: str) -> dict[str, Any]:
+    """summary.json: what the run is, how far it got, its headline errors, and where and with what code it ran."""
+    import torch
+
+    rows = read_metrics(metrics)
+    commit, dirty = git_state()
+    test_errs = [r["test_err"] for r in rows]
+    val_errs = [r["val_err"] for r in rows if "val_err" in r]
+    return {
+        "model": cfg.model.name, "family": model_info["family"], "depth": model_info["depth"],
+        "shortcut": str(cfg.model.shortcut), "dataset": str(cfg.data.name), "split": str(cfg.data.split),
+        "seed": cfg.seed, "experiment": cfg.experiment_name, "params": model_info["params"],
+        "flops": model_info["flops"], "final_test_err": test_errs[-1] if test_errs else None,
+        "best_test_err": min(test_errs, default=None), "best_val_err": min(val_errs, default=None),
+        "iters": iteration, "max_iters": cfg.trainer.max_iters, "wall_s": wall_s,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "world_size": world_size,
+        "precision": precision, "torch": torch.__version__, "cuda": torch.version.cuda, "git_commit": commit,
+        "git_dirty": dirty, "status": status, "command": command_line(),
+    }

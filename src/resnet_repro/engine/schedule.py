@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..config import OptimConfig, ScheduleConfig
+from ..config import ScheduleConfig
 from ..errors import UserError
 
-SCHEDULE_KINDS = ("steps", "plateau")
-MILESTONE_UNITS = ("iters", "epochs")
 
 
 @dataclass
@@ -23,8 +21,6 @@ class LRSchedule:
     iters_per_milestone_unit: int = 1  # milestones_unit=epochs: the data's batches per epoch
 
     def __post_init__(self):
-        if self.cfg.kind not in SCHEDULE_KINDS:
-            raise UserError(f"unknown schedule.kind {self.cfg.kind!r}: choose one of {', '.join(SCHEDULE_KINDS)}")
         self.warmup_done = self.warmup_done or not self.cfg.warmup
 
     def lr(self, iteration: int) -> float:
@@ -60,11 +56,8 @@ class LRSchedule:
             setattr(self, key, value)
 
 
-def build_schedule(cfg: ScheduleConfig, optim: OptimConfig, batches_per_epoch: int | None = None) -> LRSchedule:
+def build_schedule(cfg: ScheduleConfig, base_lr: float, batches_per_epoch: int | None = None) -> LRSchedule:
     """milestones_unit=epochs converts the milestones to iterations with `batches_per_epoch` (the data's)."""
-    unit = getattr(cfg, "milestones_unit", "iters")
-    if unit not in MILESTONE_UNITS:
-        raise UserError(f"unknown schedule.milestones_unit {unit!r}: choose iters or epochs")
-    if unit == "epochs" and not batches_per_epoch:
+    if cfg.milestones_unit == "epochs" and not batches_per_epoch:
         raise UserError("schedule.milestones_unit=epochs needs the data's batches per epoch, which is unknown here")
-    return LRSchedule(cfg, optim.lr, iters_per_milestone_unit=batches_per_epoch if unit == "epochs" else 1)
+    return LRSchedule(cfg, base_lr, iters_per_milestone_unit=batches_per_epoch if cfg.milestones_unit == "epochs" else 1)

@@ -10,13 +10,11 @@ import string
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 
+from ..config import TrainConfig, to_dict
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
-LOGGER_KINDS = ("wandb", "none")
-WANDB_MODES = ("auto", "online", "offline")
 
 
 def has_wandb_credentials() -> bool:
@@ -31,13 +29,9 @@ def has_wandb_credentials() -> bool:
 class RunLogger:
     """Logs to W&B when logger.kind=wandb, otherwise does nothing."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, enabled: bool):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, enabled: bool):
         self.run = None
-        kind, mode = cfg.logger.kind, cfg.logger.mode
-        if kind not in LOGGER_KINDS:
-            raise UserError(f"unknown logger.kind {kind!r}: choose wandb or none")
-        if mode not in WANDB_MODES:
-            raise UserError(f"unknown logger.mode {mode!r}: choose auto, online or offline")
+        kind, mode = cfg.logger.kind, str(cfg.logger.mode)
         if kind != "wandb" or not enabled:
             return
         if os.environ.get("WANDB_MODE") == "offline":  # W&B's own switch wins
@@ -58,7 +52,7 @@ class RunLogger:
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, id=run_id, resume="allow",
             dir=str(run_dir), group=cfg.experiment_name, name=f"{cfg.model.name}-seed{cfg.seed}",
-            config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
+            config=to_dict(cfg), reinit="finish_previous",
         )
 
     def log(self, row: dict[str, Any]) -> None:

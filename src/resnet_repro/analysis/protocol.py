@@ -1,0 +1,166 @@
+"""What a group of runs was trained and tested on, read from their records, and whether that is the paper's protocol.
+
+Runs are grouped by Protocol: two data sets, two schedules or two test sets under one run root make separate tables
+and figures, never one average. A number is compared with the paper's only where `matches_paper` holds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST",
+                 "imagenet": "ImageNet"}
+
+# The paper's protocols (Section 4.2 for CIFAR-10, Section 3.4 for ImageNet), in the fields of a Protocol.
+PAPER_CIFAR = {"dataset": "cifar10", "split": "full", "limit_train": 0, "limit_test": 0, "batch_size": 128,
+               "max_iters": 64000, "schedule": "steps", "milestones": (32000, 48000), "milestones_unit": "iters"}
+PAPER_IMAGENET = {"dataset": "imagenet", "split": "full", "limit_train": 0, "limit_test": 0, "batch_size": 256,
+                  "max_iters": 600000, "schedule": "plateau"}
+
+
+def dataset_name(name: str) -> str:
+    return DATASET_NAMES.get(name, name)
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> dict:
+    """The config schema's defaults, for records that lack a key (older or hand-written configs)."""
+    from omegaconf import OmegaConf
+
+    from ..config import TrainConfig
+
+    return OmegaConf.to_container(OmegaConf.structured(TrainConfig), resolve=True, enum_to_str=True)
+
+
+def _get(run, dotted: str):
+    value = run.cfg(dotted)
+    if value is None:
+        node = _defaults()
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        value = node
+    return value
+
+
+def _k(n: int) -> str:
+    """64000 -> '64k', 600 -> '600', 32500 -> '32.5k'."""
+    return f"{n / 1000:g}k" if n >= 1000 and n % 100 == 0 else str(n)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The fields that decide whether two runs' errors may be pooled, or compared with the paper's."""
+
+    experiment: str
+    dataset: str
+    split: str
+    val_size: int | None
+    limit_train: int
+    limit_test: int
+    batch_size: int | None
+    max_iters: int | None
+    schedule: str
+    milestones: tuple[int, ...]
+    milestones_unit: str
+
+    @property
+    def family(self) -> str:
+        return "imagenet" if self.dataset == "imagenet" else "cifar"
+
+    @property
+    def paper(self) -> dict:
+        return PAPER_IMAGENET if self.family == "imagenet" else PAPER_CIFAR
+
+    @property
+    def schedule_text(self) -> str:
+        if self.schedule == "plateau":
+            return "lr ÷10 on plateaus"
+        if not self.milestones:
+            return "constant lr"
+        unit = " epochs" if self.milestones_unit == "epochs" else ""
+        return "lr ÷10 at " + ", ".join(_k(m) for m in self.milestones) + unit
+
+    @property
+    def iters_text(self) -> str:
+        return "? iterations" if self.max_iters is None else f"{self.max_iters} iterations"
+
+    @property
+    def split_text(self) -> str:
+        train = "the full training set" if self.split == "full" else f"training set minus {self.val_size} held out"
+        if self.limit_train:
+            train = f"the first {self.limit_train} training images"
+        return train
+
+    @property
+    def test_text(self) -> str:
+        what = "val set" if self.dataset == "imagenet" else "test set"
+        return f"full {what}" if not self.limit_test else f"first {self.limit_test} {what} images"
+
+    @property
+    def title(self) -> str:
+        """e.g. 'Fashion-MNIST, 600 iterations (lr ÷10 at 400, 500), batch 128, trained on the full training set,
+        first 1000 test set images'."""
+        batch = f", batch {self.batch_size}" if self.batch_size else ""
+        return (f"{dataset_name(self.dataset)}, {self.iters_text} ({self.schedule_text}){batch}, "
+                f"trained on {self.split_text}, {self.test_text}")
+
+    @property
+    def heading(self) -> str:
+        return f"Experiment {self.experiment}: {self.title}"
+
+    @property
+    def slug(self) -> str:
+        """A file-name part: 'demo-fashion_mnist-600it'."""
+        raw = f"{self.experiment}-{self.dataset}-{self.max_iters}it"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
+
+    def mismatches(self) -> list[str]:
+        """Why this is not the paper's protocol, one short reason per field ([] when it is)."""
+        paper, out = self.paper, []
+        if self.dataset != paper["dataset"]:
+            return [f"{dataset_name(self.dataset)}, not {dataset_name(paper['dataset'])}"]
+        if self.max_iters != paper["max_iters"]:
+            out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations, not {_k(paper['max_iters'])}")
+        if self.schedule != paper["schedule"]:
+            out.append(f"schedule {self.schedule}, not {paper['schedule']}")
+        elif "milestones" in paper and (self.milestones, self.milestones_unit) != (paper["milestones"], "iters"):
+            out.append(f"{self.schedule_text}, not at {', '.join(_k(m) for m in paper['milestones'])}")
+        if self.batch_size != paper["batch_size"]:
+            out.append(f"batch {self.batch_size}, not {paper['batch_size']}")
+        if self.split != paper["split"]:
+            out.append(f"split {self.split} ({self.val_size} held out), not the full training set")
+        if self.limit_train:
+            out.append(f"{self.limit_train} training images only")
+        if self.limit_test:
+            out.append(f"{self.limit_test} test images, not the full test set")
+        return out
+
+    @property
+    def matches_paper(self) -> bool:
+        return not self.mismatches()
+
+    @property
+    def not_comparable(self) -> str:
+        """The text of a cell that would compare with the paper: '' when comparable."""
+        return "" if self.matches_paper else "not comparable: " + "; ".join(self.mismatches())
+
+
+def protocol_of(run) -> Protocol:
+    """The run's Protocol from its config.yaml (summary fields where the config lacks them, e.g. W&B exports)."""
+    milestones = _get(run, "schedule.milestones") or []
+    kind = _get(run, "schedule.kind")
+    return Protocol(
+        experiment=run.experiment,
+        dataset=run.dataset,
+        split=run.summary.get("split") or _get(run, "data.split"),
+        val_size=_get(run, "data.val_size"),
+        limit_train=int(_get(run, "data.limit_train") or 0),
+        limit_test=int(_get(run, "data.limit_test") or 0),
+        batch_size=_get(run, "data.batch_size"),
+        max_iters=run.cfg("trainer.max_iters") or run.summary.get("max_iters") or _get(run, "trainer.max_iters"),
+        schedule=str(getattr(kind, "name", kind)),
+        milestones=tuple(int(m) for m in milestones),
+        milestones_unit=str(getattr(u := _get(run, "schedule.milestones_unit"), "name", u)),
+    )

@@ -1,0 +1,102 @@
+"""Where the numbers of a table or figure come from: commit (and dirty tree), hardware, torch/CUDA, precision, the
+training command; read from the runs' summaries. A field on which the runs disagree is flagged, never hidden."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections import Counter
+from dataclasses import dataclass, field
+
+NET, SEED = "<net>", "<seed>"
+
+
+def command_template(run) -> str:
+    """The run's training command with its net and seed replaced by placeholders, so that the runs of one sweep
+    share one template (`python scripts/train.py experiment=demo model=<net> seed=<seed>`)."""
+    command = run.summary.get("command") or "?"
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return command
+    out = []
+    for token in tokens:
+        q = shlex.quote(token)  # names and seeds are alphanumeric: quoting leaves them intact for the substitutions
+        q = re.sub(rf"(?<![A-Za-z0-9]){re.escape(run.model)}(?![A-Za-z0-9])", NET, q)
+        q = re.sub(rf"(?<![A-Za-z0-9_])seed(=?){run.seed}(?![0-9])", rf"seed\g<1>{SEED}", q)
+        out.append(q)
+    return " ".join(out)
+
+
+def _hardware(s: dict) -> str:
+    ws = s.get("world_size") or 1
+    return f"{s.get('device') or '?'}" + (f" x{ws}" if ws != 1 else "")
+
+
+def _commit(s: dict) -> str:
+    c = s.get("git_commit")
+    return (c[:7] if c else "?") + (" (uncommitted changes)" if s.get("git_dirty") else "")
+
+
+FIELDS = {  # name shown: how to read it from a summary
+    "commit": _commit,
+    "hardware": _hardware,
+    "torch": lambda s: str(s.get("torch") or "?"),
+    "CUDA": lambda s: str(s.get("cuda") or "none"),
+    "precision": lambda s: str(s.get("precision") or "?"),
+}
+
+
+@dataclass
+class Provenance:
+    values: dict[str, Counter] = field(default_factory=dict)  # field -> value -> number of runs
+    commands: Counter = field(default_factory=Counter)
+    n: int = 0
+
+    @property
+    def disagreements(self) -> list[str]:
+        return [k for k, c in self.values.items() if len(c) > 1] + (["command"] if len(self.commands) > 1 else [])
+
+    @property
+    def dirty(self) -> bool:
+        return any("uncommitted" in v for v in self.values.get("commit", {}))
+
+    def _field(self, name: str, counts: Counter) -> str:
+        if len(counts) == 1:
+            return next(iter(counts))
+        return " / ".join(f"{v} ({k} runs)" for v, k in counts.most_common())
+
+    @property
+    def flags(self) -> list[str]:
+        out = []
+        if bad := self.disagreements:
+            out.append("runs disagree on " + ", ".join(bad))
+        if self.dirty:
+            out.append("code with uncommitted changes")
+        return out
+
+    def line(self) -> str:
+        """The Markdown line under a table or figure."""
+        if not self.n:
+            return "Provenance: no runs.\n"
+        parts = [f"{k} {self._field(k, c)}" for k, c in self.values.items()]
+        cmds = self.commands.most_common()
+        cmd = "; ".join(f"`{c}`" + (f" ({k} runs)" if len(cmds) > 1 else "") for c, k in cmds)
+        flag = "".join(f" **Flagged: {f}.**" for f in self.flags)
+        return f"Provenance ({self.n} runs): " + ", ".join(parts) + f"; command {cmd}.{flag}\n"
+
+    def short(self) -> str:
+        """One line for the foot of a figure (the command is in the report)."""
+        if not self.n:
+            return ""
+        parts = [f"{k} {self._field(k, c)}" for k, c in self.values.items()]
+        return ", ".join(parts) + "".join(f" [{f}]" for f in self.flags)
+
+
+def provenance(runs) -> Provenance:
+    p = Provenance(values={k: Counter() for k in FIELDS}, n=len(runs))
+    for r in runs:
+        for k, read in FIELDS.items():
+            p.values[k][read(r.summary)] += 1
+        p.commands[command_template(r)] += 1
+    return p
