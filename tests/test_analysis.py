@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,44 +21,65 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from resnet_repro.analysis import curves, responses, tables
-from resnet_repro.analysis.report import deviations
-from resnet_repro.analysis.runs import load_runs, run_from_wandb
+from resnet_repro.analysis.provenance import command_template, provenance
+from resnet_repro.analysis.report import deviations, figure_findings, write_report
+from resnet_repro.analysis.runs import STOPPED, group_runs, load_run, load_runs, run_from_wandb
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = ["plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+FASHION = {"data.name": "fashion_mnist"}
+SHORT = {"trainer.max_iters": 600, "schedule.milestones": [400, 500], "data.limit_test": 1000}  # the demo's schedule
 
 
 def make_run(root: Path, model: str, seed: int, final_err: float, status: str = "complete", experiment="cifar10",
-             family="cifar", max_iters=64000, evals=5, cfg: dict | None = None, summary: dict | None = None) -> Path:
-    """A run directory as the trainer writes it; test error falls linearly from 50% to final_err."""
+             family="cifar", max_iters=64000, evals=5, cfg: dict | None = None, summary: dict | None = None,
+             test_errs: list[float] | None = None) -> Path:
+    """A run directory as the trainer writes it, with the paper's CIFAR-10 protocol unless `cfg` says otherwise;
+    test error falls linearly from 50% to final_err (or follows `test_errs`)."""
     d = root / experiment / model / f"seed{seed}"
     d.mkdir(parents=True)
-    last = max_iters if status == "complete" else max_iters // 2
     config = {"data": {"name": "cifar10" if family == "cifar" else "imagenet", "split": "full", "limit_train": 0,
-                       "batch_size": 128 if family == "cifar" else 256},
+                       "limit_test": 0, "batch_size": 128 if family == "cifar" else 256},
               "model": {"name": model, "shortcut": "A"}, "seed": seed, "experiment_name": experiment,
-              "trainer": {"max_iters": max_iters}, "schedule": {"warmup": model == "resnet110"}}
+              "trainer": {"max_iters": max_iters},
+              "schedule": {"warmup": model == "resnet110", "kind": "steps" if family == "cifar" else "plateau"}}
+    node = OmegaConf.create(config)
     for k, v in (cfg or {}).items():
-        OmegaConf.update(cfg_node := OmegaConf.create(config), k, v)
-        config = OmegaConf.to_container(cfg_node)
+        OmegaConf.update(node, k, v)
+    config = OmegaConf.to_container(node)
     OmegaConf.save(OmegaConf.create(config), d / "config.yaml")
-    its = np.linspace(last / evals, last, evals).astype(int)
+    last = config["trainer"]["max_iters"] if status == "complete" else config["trainer"]["max_iters"] // 2
+    errs = test_errs or [0.5 + (final_err - 0.5) * (i + 1) / evals for i in range(evals)]
+    its = np.linspace(last / len(errs), last, len(errs)).astype(int)
     with open(d / "metrics.jsonl", "w") as f:
-        for i, it in enumerate(its):
-            frac = (i + 1) / evals
-            te = 0.5 + (final_err - 0.5) * frac
+        for it, te in zip(its, errs):
             f.write(json.dumps({"iter": int(it), "epoch": it / 391, "lr": 0.1, "train_loss": 1.0, "train_err": te - 0.03,
                                 "test_loss": 1.0, "test_err": te, "img_per_s": 1e4, "wall_s": float(it)}) + "\n")
         if status == "running":
             f.write('{"iter": 99999, "test_e')  # a half-written line
     s = {"model": model, "family": family, "depth": int(model.lstrip("plainresnet")), "shortcut": "A",
-         "dataset": config["data"]["name"], "split": "full", "seed": seed, "experiment": experiment,
-         "params": 269722, "flops": 41_000_000, "final_test_err": final_err, "best_test_err": final_err,
-         "best_val_err": None, "iters": int(last), "max_iters": max_iters, "wall_s": 3600.0,
-         "device": "NVIDIA H100 80GB HBM3", "torch": "2.14.1", "cuda": "12.8", "git_commit": "abc", "git_dirty": False,
-         "status": status, "precision": "bf16", "command": f"python scripts/train.py model={model} seed={seed}"}
+         "dataset": config["data"]["name"], "split": config["data"]["split"], "seed": seed, "experiment": experiment,
+         "params": 269722, "flops": 41_000_000, "final_test_err": errs[-1], "best_test_err": min(errs),
+         "best_val_err": None, "iters": int(last), "max_iters": config["trainer"]["max_iters"], "wall_s": 3600.0,
+         "device": "NVIDIA H100 80GB HBM3", "world_size": 1, "torch": "2.14.1", "cuda": "12.8",
+         "git_commit": "abc1234def", "git_dirty": False, "status": status, "precision": "bf16",
+         "command": f"python scripts/train.py experiment={experiment} model={model} seed={seed}"}
     (d / "summary.json").write_text(json.dumps({**s, **(summary or {})}))
     return d
+
+
+def text_of(fig) -> str:
+    """The figure's title and foot notes as one line (they are wrapped to the figure's width)."""
+    parts = [fig._suptitle.get_text() if fig._suptitle else ""] + [t.get_text() for t in fig.texts]
+    return " ".join(" ".join(parts).split())
+
+
+@contextmanager
+def holding_lock(run_dir: Path):
+    """Hold the run directory's lock as a live trainer does (an fcntl lock conflicts across open files)."""
+    with open(run_dir / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
 
 
 @pytest.fixture
@@ -61,7 +87,7 @@ def cifar_root(tmp_path):
     root = tmp_path / "runs"
     for i, e in enumerate([0.08, 0.09, 0.10]):
         make_run(root, "resnet20", i, e)
-    make_run(root, "resnet20", 3, 0.05, status="running")
+    make_run(root, "resnet20", 3, 0.05, status="running")  # no process holds its lock: a dead run
     make_run(root, "resnet110", 0, 0.07, status="failed")
     for m in CIFAR:
         if m not in ("resnet20", "resnet110"):
@@ -71,18 +97,150 @@ def cifar_root(tmp_path):
 
 def test_table6_values_and_incomplete_runs(cifar_root):
     runs = load_runs(cifar_root)
-    df = tables.table6(runs).set_index("method", append=True)
-    r20 = tables.table6(runs).query("method == 'ResNet' and layers == 20").iloc[0]
+    df = tables.table6(runs)
+    r20 = df.query("method == 'ResNet' and layers == 20").iloc[0]
     assert (r20.ours_best_pct, r20.ours_mean_pct, r20.ours_std_pct, r20.n) == pytest.approx((8.0, 9.0, 1.0, 3))
-    assert r20.diff_best_pct == pytest.approx(8.0 - 8.75)
-    assert "seed 3 (running" in r20.not_complete  # the 5% running run is not the "best"
-    r110 = tables.table6(runs).query("method == 'ResNet' and layers == 110").iloc[0]
+    assert r20.comparable and r20.diff_mean_pct == pytest.approx(9.0 - 8.75)  # mean against the paper's number
+    assert "resnet20 seed 3: stopped (no process)" in r20.not_complete  # the 5% dead run is not the "best"
+    r110 = df.query("method == 'ResNet' and layers == 110").iloc[0]
     assert r110.n == 0 and np.isnan(r110.ours_best_pct) and "failed" in r110.not_complete
-    assert (r110.paper_mean_pct, r110.paper_std_pct) == (6.61, 0.16)
-    assert {"Maxout", "NIN", "DSN", "FitNet", "Highway"} <= set(df.index.get_level_values("method"))
-    md = tables.table6_markdown(tables.table6(runs), runs)
-    assert "| 9.00 ± 1.00 (N=3) |" in md and "| -0.75 |" in md and "6.43 (6.61±0.16)" in md
-    assert "Not complete" in md and "resnet110 seed 0 (failed" in md
+    assert (r110.paper_mean_pct, r110.paper_std_pct, r110.paper_best_of) == (6.61, 0.16, 5)
+    assert {"Maxout", "NIN", "DSN", "FitNet", "Highway"} <= set(df.method)
+    md = tables.table6_markdown(df, runs)
+    assert "| 9.00 ± 1.00 (N=3) |" in md and "| +0.25 |" in md and "6.43 (mean 6.61 ± 0.16)" in md
+    assert "Not complete" in md and "resnet110 seed 0: failed" in md
+    assert tables.TEST_SELECTED in md
+
+
+def test_best_of_n_only_where_the_paper_reports_best_of_5(tmp_path):
+    for seed, e in enumerate([0.066, 0.062, 0.070]):
+        make_run(tmp_path, "resnet110", seed, e)
+        make_run(tmp_path, "resnet56", seed, e + 0.01)
+    df = tables.table6(load_runs(tmp_path))
+    r110 = df.query("method == 'ResNet' and layers == 110").iloc[0]
+    assert r110.ours_best_pct == pytest.approx(6.2)
+    assert r110.diff_mean_pct == pytest.approx(6.6 - 6.61) and r110.diff_best_pct == pytest.approx(6.2 - 6.43)
+    assert np.isnan(df.query("method == 'ResNet' and layers == 56").iloc[0].diff_best_pct)
+    md = tables.table6_markdown(df)
+    assert "6.20 (best of 3)" in md and "mean -0.01, best -0.23" in md
+    line56 = next(line for line in md.splitlines() if line.startswith("| ResNet | 56 |"))
+    assert "best of" not in line56
+
+
+def test_test_selected_column_from_the_metrics_rows(tmp_path):
+    """The lowest test error over evaluations, per seed, from metrics.jsonl; the headline stays the final error."""
+    curves_by_seed = {0: [0.5, 0.2, 0.12, 0.15], 1: [0.4, 0.11, 0.13, 0.14], 2: [0.3, 0.25, 0.2, 0.1]}
+    for seed, errs in curves_by_seed.items():
+        make_run(tmp_path, "resnet20", seed, errs[-1], test_errs=errs,
+                 summary={"best_test_err": 0.99})  # a stale summary field must not be what is shown
+    runs = load_runs(tmp_path)
+    direct = []
+    for seed in curves_by_seed:
+        rows = [json.loads(x) for x in (tmp_path / "cifar10" / "resnet20" / f"seed{seed}" / "metrics.jsonl").open()]
+        direct.append(100 * min(r["test_err"] for r in rows))
+    final = [100 * errs[-1] for errs in curves_by_seed.values()]
+    r20 = tables.table6(runs).query("method == 'ResNet' and layers == 20").iloc[0]
+    assert r20.test_selected_mean_pct == pytest.approx(np.mean(direct))  # 11.0
+    assert r20.test_selected_std_pct == pytest.approx(np.std(direct, ddof=1))
+    assert r20.ours_mean_pct == pytest.approx(np.mean(final))  # 13.0: not the selected one
+    assert [tables.best_test_err_during_training(r) for r in runs] == pytest.approx([d / 100 for d in direct])
+    seeds = tables.seeds_table(runs).iloc[0]
+    assert seeds.test_selected_mean_pct == pytest.approx(np.mean(direct)) and seeds.n == 3
+    assert seeds.seeds == "0: 15.00, 1: 14.00, 2: 10.00"
+
+
+@pytest.mark.parametrize("cfg, reason", [(FASHION, "Fashion-MNIST, not CIFAR-10"),
+                                         ({**FASHION, **SHORT}, "Fashion-MNIST, not CIFAR-10"),
+                                         (SHORT, "600 iterations, not 64k")])
+def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
+    for m in ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]:
+        for seed in range(2):
+            make_run(tmp_path, m, seed, 0.1 + 0.01 * seed, cfg=cfg)
+    runs = load_runs(tmp_path)
+    df = tables.table6(runs)
+    assert not df.comparable.any() and df.diff_mean_pct.isna().all() and df.diff_best_pct.isna().all()
+    md = tables.table6_markdown(df, runs)
+    rows = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ResNet |")}
+    for layers in ("20", "56", "110"):
+        assert f"not comparable: {reason}" in rows[layers]
+        assert not re.search(r"\| [+-]\d", rows[layers])  # no signed difference anywhere
+    assert "not the paper's protocol" in md
+    findings = " ".join(figure_findings(runs, None))
+    assert "reproduced" not in findings.replace("not a reproduction", "") and "not a reproduction" in findings
+    strip = curves.seed_strip(runs)
+    assert all(not ax.lines for ax in strip.axes)  # no paper line beside non-comparable dots
+
+
+def test_mixed_records_give_separate_titled_tables_and_figures(tmp_path):
+    """Two data sets and two schedules under one run root and one experiment name: three protocols, three sets of
+    tables and figures, each titled with its own data set and schedule, none averaged with another."""
+    root = tmp_path / "runs"
+    kinds = {"paper": ({}, 0.07), "fashion": (FASHION, 0.10), "short": (SHORT, 0.30)}
+    for cfg, err in kinds.values():
+        for m in ["plain20", "plain56", "resnet20", "resnet56"]:
+            for seed in range(2):
+                make_run(root / str(err), m, seed, err + 0.01 * seed, cfg=cfg)
+    # the same experiment name in all three: grouping is by protocol, not by folder or name
+    runs = load_runs(root)
+    groups, _ = group_runs(runs)
+    assert len(groups) == 3 and [g.suffix for g in groups][0] == ""
+    assert groups[0].protocol.matches_paper  # the paper's protocol is the primary group
+    with pytest.raises(ValueError, match="never pooled"):
+        tables.table6(runs)
+    out = tmp_path / "out"
+    text, n_figures, n_tables = write_report(runs, out, command="test", source="test records")
+    titles = {}
+    for g in groups:
+        t6 = pd.read_csv(out / "tables" / f"table6{g.suffix}.csv")
+        r20 = t6.query("method == 'ResNet' and layers == 20").iloc[0]
+        base = min(r.summary["final_test_err"] for r in g.runs)  # 0.07, 0.10 or 0.30: seeds at base and base + 0.01
+        assert r20.ours_mean_pct == pytest.approx(100 * base + 0.5) and r20.n == 2  # this group's seeds only
+        assert t6.protocol.iloc[0] == g.protocol.title
+        titles[g.suffix] = g.protocol.title
+        for name in ("fig1", "fig6", "seeds"):
+            assert (out / "figures" / f"{name}{g.suffix}.png").exists()
+        for fig in (curves.figure1(g.runs), curves.figure6(g.runs), curves.seed_strip(g.runs)):
+            assert g.protocol.title in text_of(fig)
+        assert f"## {g.protocol.heading}" in text
+        assert f"Table 6 (the paper's rows): ResNet test error (%) — {g.protocol.title}" in text
+    assert titles[""].startswith("CIFAR-10, 64000 iterations (lr ÷10 at 32k, 48k), batch 128")
+    assert any(t.startswith("Fashion-MNIST, 64000 iterations") for t in titles.values())
+    assert any(t.startswith("CIFAR-10, 600 iterations (lr ÷10 at 400, 500)") for t in titles.values())
+    assert "3 protocols" in text and "never averaged together" in text
+    assert n_figures == 3 * 3 and n_tables == 3 * 2
+
+
+def test_strip_plot_one_point_per_seed(cifar_root):
+    for seed in range(1, 3):
+        make_run(cifar_root, "plain20", seed, 0.09 + 0.001 * seed)
+    runs = load_runs(cifar_root)
+    fig = curves.seed_strip(runs)
+    done = {m: sum(r.complete for r in runs if r.model == m) for m in {r.model for r in runs}}
+    shown = {ax.get_title().split(" (")[0]: ax for ax in fig.axes}
+    assert set(shown) == {curves.pretty(m) for m, n in done.items() if n}  # ResNet-110 failed: no panel
+    for m, n in done.items():
+        if n:
+            ax = shown[curves.pretty(m)]
+            assert sum(len(c.get_offsets()) for c in ax.collections) == n
+            assert ax.get_title() == f"{curves.pretty(m)} (N={n})"
+    assert [line.get_ydata()[0] for line in shown["ResNet-20"].lines] == [8.75]  # the paper's number as a line
+    assert not shown["plain-20"].lines  # the paper gives no plain-net number
+
+
+def test_empty_panels_are_left_out(tmp_path):
+    for m in ["plain20", "plain56", "resnet20", "resnet56"]:
+        make_run(tmp_path, m, 0, 0.1)
+    runs = load_runs(tmp_path)
+    fig = curves.figure6(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["plain", "ResNet"]  # no ResNet-110/1202 panel
+    assert all(ax.lines for ax in fig.axes)
+    assert "Panel left out (no runs): ResNet-110 / ResNet-1202" in text_of(fig)
+    only_resnets = [r for r in runs if r.model.startswith("resnet")]
+    assert curves.figure1(only_resnets) is None  # nothing to draw: no figure rather than empty axes
+    assert [ax.get_title() for ax in curves.figure6(only_resnets).axes] == ["ResNet"]
+    imagenet = tmp_path / "imagenet"
+    make_run(imagenet, "resnet18", 0, 0.3, family="imagenet", max_iters=600000)
+    assert [ax.get_title() for ax in curves.figure4(load_runs(imagenet)).axes] == ["ResNet"]
 
 
 def test_figures_panels_curves_and_status(cifar_root):
@@ -96,14 +254,16 @@ def test_figures_panels_curves_and_status(cifar_root):
     assert [line.get_linestyle() for line in plain.lines[:2]] == ["--", "-"]
     assert plain.lines[1].get_linewidth() > plain.lines[0].get_linewidth()
     labels = [line.get_label() for line in res.lines if not line.get_label().startswith("_")]
-    assert labels == ["ResNet-20 (n=3)", "ResNet-20 s3 (running)", "ResNet-32", "ResNet-44", "ResNet-56",
-                      "ResNet-110 s0 (failed)"]
+    assert labels == ["ResNet-20 (n=3)", f"ResNet-20 s3: {STOPPED}", "ResNet-32", "ResNet-44", "ResNet-56",
+                      "ResNet-110 s0: failed"]
     assert len(res.collections) == 2  # min-max bands (train, test) of the 3 complete ResNet-20 seeds
-    # ResNet-20: train mean, train of the running seed, test mean, test of the running seed
     assert res.lines[2].get_ydata()[-1] == pytest.approx(9.0)  # mean over the complete seeds, in %
-    assert res.lines[3].get_linestyle() == ":" and res.lines[3].get_label() == "ResNet-20 s3 (running)"
-    note = " ".join(t.get_text() for t in fig.texts)
-    assert "resnet20 seed 3 (running" in note and "Not run: ResNet-1202" in note
+    assert res.lines[3].get_linestyle() == ":"
+    note = text_of(fig)
+    assert "resnet20 seed 3: stopped (no process)" in note and "Not run: ResNet-1202" in note
+    assert "commit abc1234" in note and "NVIDIA H100" in note  # the provenance at the foot
+    assert note.startswith("training curves (Figure 6's layout")
+    assert "CIFAR-10, 64000 iterations (lr ÷10 at 32k, 48k), batch 128, trained on the full training set" in note
 
     fig1 = curves.figure1(runs)
     assert len(fig1.axes) == 2 and [len(ax.lines) for ax in fig1.axes] == [2, 2]
@@ -112,13 +272,79 @@ def test_figures_panels_curves_and_status(cifar_root):
     assert fig1.axes[1].lines[1].get_ydata()[-1] == pytest.approx(100 * (0.07 + 0.056))
 
 
+def test_live_and_dead_runs_are_told_apart_by_the_lock(tmp_path):
+    d = make_run(tmp_path, "resnet20", 0, 0.1, status="running")
+    with holding_lock(d):
+        run = load_run(d)
+        assert run.live and run.status == "running" and "running" in run.label
+    run = load_run(d)
+    assert not run.live and run.status == STOPPED and run.summary["status"] == "running"
+    d2 = make_run(tmp_path, "resnet56", 0, 0.1, status="interrupted")
+    with holding_lock(d2):
+        assert load_run(d2).status == "running"  # a resume that has not rewritten the summary yet
+    assert load_run(d2).status == "interrupted"
+    d3 = make_run(tmp_path, "plain20", 0, 0.1)
+    with holding_lock(d3):  # an evaluation holds the lock of a complete run
+        assert load_run(d3).status == "complete"
+
+
+@pytest.mark.slow
+def test_a_killed_trainer_is_stopped_not_running(tmp_path, fashion_mnist_dir):
+    """A real training process: running while it lives; after SIGKILL its summary still says "running", and every
+    reader says it stopped."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "scripts/train.py", "data=fashion_mnist", f"data.root={fashion_mnist_dir}",
+           "data.limit_train=2048", "data.limit_test=256", "data.val_size=256", "data.batch_size=32", "model=resnet20",
+           "trainer.max_iters=100000", "trainer.eval_every=10", "trainer.progress=none", f"hydra.run.dir={run_dir}"]
+    log = (tmp_path / "train.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    try:
+        deadline = time.monotonic() + 240
+        # summary.json is written when training starts; wait for a first evaluation too, so there is a curve
+        while not ((run_dir / "summary.json").exists() and (run_dir / "metrics.jsonl").exists()
+                   and (run_dir / "metrics.jsonl").read_text().endswith("\n")):
+            assert proc.poll() is None, (tmp_path / "train.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no summary.json and evaluation after 240 s"
+            time.sleep(0.2)
+        run = load_run(run_dir)
+        assert run.summary["status"] == "running" and run.live and run.status == "running"
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        log.close()
+    run = load_run(run_dir)
+    assert run.summary["status"] == "running"  # nobody rewrote it
+    assert not run.live and run.status == STOPPED
+    assert STOPPED in run.label
+    assert STOPPED in tables.table6([run]).query("layers == 20").iloc[0].not_complete
+    fig = curves.figure6([run])
+    assert f"ResNet-20 s0: {STOPPED}" in [line.get_label() for line in fig.axes[0].lines]
+
+
+def test_provenance_line_flags_disagreement(tmp_path):
+    make_run(tmp_path, "resnet20", 0, 0.1)
+    make_run(tmp_path, "resnet20", 1, 0.1, summary={"git_commit": "fff0000aaa", "git_dirty": True})
+    make_run(tmp_path, "resnet56", 0, 0.1, summary={"precision": "fp32"})
+    runs = load_runs(tmp_path)
+    assert command_template(runs[0]) == "python scripts/train.py experiment=cifar10 model=<net> seed=<seed>"
+    line = provenance(runs).line()
+    assert "commit abc1234 (2 runs) / fff0000 (uncommitted changes) (1 runs)" in line
+    assert "hardware NVIDIA H100 80GB HBM3" in line and "torch 2.14.1" in line and "CUDA 12.8" in line
+    assert "precision bf16 (2 runs) / fp32 (1 runs)" in line
+    assert "`python scripts/train.py experiment=cifar10 model=<net> seed=<seed>`" in line
+    assert "Flagged: runs disagree on commit, precision." in line and "Flagged: code with uncommitted changes." in line
+    same = provenance(runs[:1]).line()
+    assert "Flagged" not in same and "commit abc1234," in same
+
+
 def run_script(name, *args):
     return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
 
 def test_make_figures_end_to_end(cifar_root, tmp_path):
-    make_run(cifar_root, "resnet20", 0, 0.3, experiment="demo", max_iters=2000)
+    make_run(cifar_root, "resnet20", 0, 0.3, experiment="demo", max_iters=2000, cfg=FASHION)
     for m, sc in [("plain18", None), ("plain34", None), ("resnet34", "B"), ("resnet18", "A")]:
         make_run(cifar_root, m, 0, 0.27, experiment="imagenet", family="imagenet", max_iters=600000,
                  cfg={"model.shortcut": sc}, summary={"shortcut": sc, "eval": {
@@ -127,11 +353,15 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     out = tmp_path / "results"
     p = run_script("make_figures.py", "--runs", cifar_root, "--out", out)
     assert p.returncode == 0, p.stderr
-    for f in ["fig1", "fig6", "fig4"]:
+    for f in ["fig1", "fig6", "fig4", "seeds"]:
         for ext in ("png", "pdf"):
             assert (out / "figures" / f"{f}.{ext}").stat().st_size > 1000
     assert not (out / "figures" / "fig7.png").exists()
-    for t in ["table6", "table2", "table3", "table4"]:
+    # the demo's Fashion-MNIST run: its own table and strip plot, beside (not inside) the CIFAR-10 ones
+    assert (out / "tables" / "table6-demo-fashion_mnist-2000it.csv").exists()
+    assert (out / "figures" / "fig6-demo-fashion_mnist-2000it.png").exists()
+    assert not (out / "figures" / "fig1-demo-fashion_mnist-2000it.png").exists()  # no plain net: no Figure 1
+    for t in ["table6", "table2", "table3", "table4", "seeds"]:
         assert (out / "tables" / f"{t}.md").exists() and (out / "tables" / f"{t}.csv").exists()
     t3 = pd.read_csv(out / "tables" / "table3.csv")
     r34b = t3[(t3.model == "resnet34") & (t3.shortcut == "B")].iloc[0]
@@ -140,20 +370,45 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     t4 = pd.read_csv(out / "tables" / "table4.csv")
     assert t4[(t4.model == "resnet34") & (t4.shortcut == "B")].ours_top1_pct.iloc[0] == pytest.approx(22.0)
     report = (out / "REPORT.md").read_text()
-    assert "left out: demo" in report  # the 2k-iteration demo is not mixed into the 64k figures
-    assert "precision=bf16" in report and "python scripts/train.py model=resnet56 seed=0" in report
+    assert "## Experiment demo: Fashion-MNIST, 2000 iterations" in report
+    assert "## Experiment cifar10: CIFAR-10, 64000 iterations" in report
+    assert "## Experiment imagenet: ImageNet, 600000 iterations" in report
+    assert "Table 6 (the paper's rows): ResNet test error (%) — Fashion-MNIST, 2000 iterations" in report
+    assert "not comparable: Fashion-MNIST, not CIFAR-10" in report
+    assert "precision=bf16" in report and "python scripts/train.py experiment=cifar10 model=resnet56 seed=0" in report
     assert "NVIDIA H100" in report and "| 60 min |" in report and "scripts/make_figures.py" in report and "![" in report
-    assert "Figure 1 (degradation)" in report and "failed" in report
+    assert "Degradation (Figure 1's claim)" in report and "(reproduced)" in report and "failed" in report
+    assert report.count("Provenance (") >= 8 and STOPPED in report
+    assert "Published numbers of other repositories (CIFAR-10" in report and "akamaster/pytorch_resnet_cifar10" in report
+    assert "bearpaw/pytorch-classification" in report and "| 6.11 |" in report
+    assert "Published numbers of other repositories (ImageNet" in report
+
+
+def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
+    runs = load_runs(cifar_root)
+    df = tables.peers_table("cifar10", runs)
+    aka = df[(df.source.str.startswith("akamaster")) & (df.model == "resnet20")].iloc[0]
+    assert (aka.test_error_pct, aka.selection, aka.ours_n) == (8.27, "best on the test set", 3)
+    direct = np.mean([100 * tables.best_test_err_during_training(r) for r in runs if r.model == "resnet20" and r.complete])
+    assert aka.ours_mean_pct == pytest.approx(direct)
+    reme = df[(df.source.str.startswith("raphaelreme")) & (df.model == "resnet20")].iloc[0]
+    assert reme.selection == "final" and reme.ours_mean_pct == pytest.approx(9.0)  # the final error, as theirs
+    assert ((df.model == "resnet110") & (df.test_error_pct == 6.11) & (df.shortcut == "B")).any()
+    md = tables.peers_markdown(df, have_comparable=False)
+    assert "nothing is put beside them" in md and "8.27" in md
 
 
 def test_deviations_from_config(tmp_path):
     make_run(tmp_path, "resnet110", 0, 0.07, max_iters=2000,
-                 cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist", "schedule.warmup": False})
+             cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist", "schedule.warmup": False})
     (run,) = load_runs(tmp_path)
     devs = " | ".join(deviations(run))
     for s in ["trainer.max_iters=2000", "data.split=paper", "data.limit_train=1000", "data.name=fashion_mnist",
               "schedule.warmup=False", "precision=bf16"]:
         assert s in devs
+    assert run.protocol.mismatches() == ["Fashion-MNIST, not CIFAR-10", "2k iterations, not 64k",
+                                         "split paper (5000 held out), not the full training set",
+                                         "1000 training images only"]
 
 
 @pytest.mark.parametrize("partial", [False, True])
@@ -202,18 +457,25 @@ def test_layer_responses_match_direct_computation():
     assert list(df.rank_sorted) == [3, 1, 2] and list(df.layer_index) == [1, 2, 3]
 
 
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_layer_responses_script(tmp_path, monkeypatch):
     """The script on real (randomly initialised) nets from checkpoints; a synthetic test set stands in for CIFAR."""
-    models = pytest.importorskip("resnet_repro.models")
+    from resnet_repro.engine.checkpoint import save_checkpoint
+    from resnet_repro.models import build_model
+
     root = tmp_path / "runs"
     for m in ["plain20", "resnet20"]:
         d = make_run(root, m, 1, 0.1)
         make_run(root, m, 0, 0.2, status="interrupted")  # the lowest complete seed is used: 1
-        (d / "checkpoints").mkdir()
-        torch.save({"model": models.build_model(m, num_classes=10).state_dict()}, d / "checkpoints" / "last.pt")
-    spec = importlib.util.spec_from_file_location("layer_responses", REPO / "scripts" / "layer_responses.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+        save_checkpoint({"model": build_model(m, num_classes=10).state_dict(), "iteration": 64000},
+                        d / "checkpoints" / "last.pt")
+    script = load_script("layer_responses")
     monkeypatch.setattr(script, "normalized_test_set", lambda run, root, name: torch.randn(40, 3, 32, 32))
     out = tmp_path / "results"
     assert script.main(["--runs", str(root), "--out", str(out), "--batch-size", "16"]) == 0
@@ -221,13 +483,46 @@ def test_layer_responses_script(tmp_path, monkeypatch):
     assert list(df.columns) == ["model", "seed", "layer_index", "std", "rank_sorted"]
     assert df.groupby("model").size().to_dict() == {"plain20": 19, "resnet20": 19}  # 1 + 6n 3x3 layers
     assert set(df.seed) == {1} and (df["std"] > 0).all()
+    meta = json.loads((out / "tables" / "fig7_responses.json").read_text())
+    assert meta["group"] == "cifar10-cifar10-64000it" and meta["protocol"].startswith("CIFAR-10, 64000 iterations")
     assert (out / "figures" / "fig7.png").exists() and (out / "figures" / "fig7.pdf").exists()
-    fig = responses.figure7(df)
+    fig = responses.figure7(df, "a title")
     assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [2, 2]
     assert np.all(np.diff(fig.axes[1].lines[0].get_ydata()) <= 0)  # sorted panel descends
     # make_figures picks the responses up
     assert run_script("make_figures.py", "--runs", root, "--out", out).returncode == 0
-    assert "Figure 7" in (out / "REPORT.md").read_text() and "layer_responses.py" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "Figure 7's layout" in report and "layer_responses.py" in report and "40 CIFAR-10 test images" in report
+
+
+def test_layer_responses_refuses_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
+    from resnet_repro.engine.checkpoint import save_checkpoint
+    from resnet_repro.models import build_model
+
+    d = make_run(tmp_path / "runs", "resnet20", 0, 0.1)
+    path = d / "checkpoints" / "last.pt"
+    save_checkpoint({"model": build_model("resnet20").state_dict(), "iteration": 64000}, path)
+    state = torch.load(path, weights_only=False)
+    state["model"]["fc.bias"][0] += 1  # a flipped value that torch.load does not notice
+    torch.save(state, path)
+    script = load_script("layer_responses")
+    monkeypatch.setattr(script, "normalized_test_set", lambda run, root, name: torch.randn(8, 3, 32, 32))
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert str(path) in capsys.readouterr().err and not (tmp_path / "out" / "tables" / "fig7_responses.csv").exists()
+
+
+def test_trained_model_is_built_from_the_run_config(tmp_path):
+    from resnet_repro.engine.checkpoint import save_checkpoint
+    from resnet_repro.models import build_model
+
+    d = make_run(tmp_path, "resnet20", 0, 0.1, cfg={"model.shortcut": "B", "data.name": "cifar100"})
+    net = build_model("resnet20", num_classes=100, shortcut="B")
+    save_checkpoint({"model": net.state_dict(), "iteration": 1}, d / "checkpoints" / "last.pt")
+    loaded = responses.load_trained_model(load_run(d))
+    assert loaded.fc.out_features == 100
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
 
 
 def test_normalized_test_set_fashion_mnist(tmp_path, fashion_mnist_dir):
@@ -257,11 +552,12 @@ def test_wandb_conversion():
     assert (run.model, run.seed, run.status, run.experiment, run.dataset) == ("resnet56", 2, "failed", "cifar10", "cifar10")
     assert run.cfg("trainer.max_iters") == 64000 and run.summary["params"] == 853018
     assert list(run.metrics.columns) == ["iter", "train_err", "test_err"] and list(run.metrics["iter"]) == [1000, 2000]
-    assert run.summary["iters"] == 2000 and not run.complete
+    assert run.summary["iters"] == 2000 and not run.complete and run.live is None
     flat = FakeWandbRun()
     flat.config = {"model.name": {"value": "plain20"}, "seed": {"value": 0}}
     flat.state = "finished"
     r = run_from_wandb(flat)
     assert (r.model, r.seed, r.complete) == ("plain20", 0, True)
     fig = curves.figure6([run])  # a W&B run plots like a local one (dotted: it crashed)
-    assert fig.axes[1].lines[0].get_linestyle() == ":"
+    assert [ax.get_title() for ax in fig.axes] == ["ResNet"]
+    assert fig.axes[0].lines[0].get_linestyle() == ":"

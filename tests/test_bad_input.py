@@ -27,7 +27,8 @@ from resnet_repro.config import DataConfig
 from resnet_repro.data.small_images import load_cifar
 from resnet_repro.engine.checkpoint import TEST_KILL_ENV, save_checkpoint
 from resnet_repro.engine.distributed import DistInfo
-from resnet_repro.engine.trainer import RunDirectory, Trainer
+from resnet_repro.engine.run_dir import RunDirectory
+from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,18 +309,20 @@ def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_pa
 
 def test_non_finite_weights_never_replace_the_last_good_checkpoint(tmp_path):
     """The check before each checkpoint covers the weights too (a step can overflow them after a finite loss)."""
-    trainer = Trainer.__new__(Trainer)  # only what _save reads
-    trainer.model = torch.nn.Linear(4, 4)
+    trainer = Trainer.__new__(Trainer)  # only what save() reads
+    trainer.raw_model = torch.nn.Linear(4, 4)
     trainer.dist, trainer.device, trainer.is_main = DistInfo(), torch.device("cpu"), True
-    trainer.dirs = RunDirectory(tmp_path)
-    save_checkpoint({"model": trainer.model.state_dict(), "iteration": 7}, trainer.dirs.last)
-    good = trainer.dirs.last.read_bytes()
-    trainer._finite_until, trainer._last_good = 7, (trainer.dirs.last, 7)
+    trainer.run_dir = RunDirectory(tmp_path)
+    trainer.state = LoopState.fresh(trainer.device)
+    trainer.state.iteration = 14
+    save_checkpoint({"model": trainer.raw_model.state_dict(), "iteration": 7}, trainer.run_dir.last)
+    good = trainer.run_dir.last.read_bytes()
+    trainer.finite_since, trainer.last_good = 7, (trainer.run_dir.last, 7)
     with torch.no_grad():
-        trainer.model.weight[0, 0] = float("inf")
+        trainer.raw_model.weight[0, 0] = float("inf")
     with pytest.raises(UserError, match=r"a weight of the model became nan between iterations 7 and 14.*iteration 7\)"):
-        trainer._save(14, torch.zeros(3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-    assert trainer.dirs.last.read_bytes() == good
+        trainer.save()
+    assert trainer.run_dir.last.read_bytes() == good
 
 
 # ----- processes ----------------------------------------------------------------------------------------------
@@ -338,8 +341,8 @@ def test_batch_size_not_divisible_by_the_processes(tmp_path, fashion_mnist_dir):
     assert is_empty_run(tmp_path / "run")
 
 
-def test_batch_size_not_divisible_by_the_processes_in_the_data(tmp_path):
-    """The data class checks it too (every process gets batch_size / world_size images of each global batch)."""
+def test_each_process_takes_its_share_of_the_global_batch(tmp_path):
+    """The data class gives every process batch_size / world_size images of each global batch."""
     from resnet_repro.data import small_images
 
     folder = tmp_path / "fm"
@@ -352,11 +355,13 @@ def test_batch_size_not_divisible_by_the_processes_in_the_data(tmp_path):
             f.write(b"\x00\x00\x08\x03" + count.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + images)
         with gzip.open(folder / f"{name}-labels-idx1-ubyte.gz", "wb") as f:
             f.write(b"\x00\x00\x08\x01" + count.to_bytes(4, "big") + labels)
-    cfg = DataConfig(name="fashion_mnist", root=str(folder), split="full", batch_size=33)
-    with pytest.raises(UserError, match="data.batch_size=33 is not divisible by the 2 processes"):
-        small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=0, world_size=2)
-    cfg.batch_size = 32
-    assert small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=1, world_size=2).train_batch(0)[0].shape[0] == 16
+    cfg = DataConfig(name="fashion_mnist", root=str(folder), split="full", batch_size=32)
+    halves = [small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=r, world_size=2).train_batch(0)
+              for r in (0, 1)]
+    whole = small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0).train_batch(0)
+    assert [h[0].shape[0] for h in halves] == [16, 16]
+    assert torch.equal(torch.cat([h[0] for h in halves]), whole[0])
+    assert torch.equal(torch.cat([h[1] for h in halves]), whole[1])
 
 
 def test_second_process_on_a_run_directory_in_use(made_up_run):

@@ -1,4 +1,4 @@
-"""PreemptionSignals across DDP processes: every process stops at the same iteration, whenever the signal lands."""
+"""StopSignals across DDP processes: every process stops at the same iteration, whenever the signal lands."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from resnet_repro.engine.distributed import DistInfo
-from resnet_repro.engine.trainer import PreemptionSignals
+from resnet_repro.engine.signals import StopSignals
 
 SIGNALLED_RANK, SIGNALLED_AFTER_SYNC_AT = 1, 10
 
@@ -19,7 +19,7 @@ def _stop_iteration(rank: int, world_size: int, port: int, stops) -> None:
     """Step a loop of 50 iterations; the signal reaches one process just after the flag's all-reduce at iteration 10,
     before should_stop returns (the worst moment: the others have already seen "no signal")."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    signals = PreemptionSignals(DistInfo(rank, world_size, rank))
+    signals = StopSignals(DistInfo(rank, world_size, rank))
     all_reduce = dist.all_reduce
 
     def all_reduce_then_maybe_signal(tensor, *args, **kwargs):

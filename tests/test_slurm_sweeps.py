@@ -202,7 +202,7 @@ def test_two_process_ddp_job_stops_together_and_resumes(slurm_cluster, fashion_m
     assert code == 0, out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["world_size"] == 2 and summary["iters"] == ITERS
-    assert _interruption(run_dir) % 10 == 0  # the processes agree on a stop every PreemptionSignals.SYNC_EVERY
+    assert _interruption(run_dir) % 10 == 0  # the processes agree on a stop every StopSignals.SYNC_EVERY
     logs = [(tmp_path / "default" / ".submitit" / job / f"{job}_{rank}_log.out").read_text() for rank in (0, 1)]
     stops = [re.findall(r"checkpoint written at iteration (\d+)", log) for log in logs]
     assert stops[0] and stops[0] == stops[1], stops

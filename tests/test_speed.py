@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from resnet_repro.engine.multiseed import lane_dirs
-from resnet_repro.engine.trainer import train
+from resnet_repro.engine.run import train
 from resnet_repro.testing.configs import TINY_RUN, compose_train_config
 
 # Tensor methods that make the host wait for the device (on a GPU), and host data copied to the device.
@@ -117,13 +117,13 @@ def test_multiseed_job_equals_single_seed_runs(tmp_path, fashion_mnist_dir, monk
     common = [*SMALL_RUN, "trainer.max_iters=40", "trainer.eval_every=20", "trainer.checkpoint_every=20"]
     for seed in (0, 1):
         train(compose_train_config([*common, f"seed={seed}"]), tmp_path / "single" / f"seed{seed}")
-    save = Trainer._save
+    save = Trainer.save
 
-    def killed_after_first_checkpoint(self, iteration, *args):
-        save(self, iteration, *args)
+    def killed_after_first_checkpoint(self):
+        save(self)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_save", killed_after_first_checkpoint)
+    monkeypatch.setattr(Trainer, "save", killed_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train(compose_train_config([*common, "seed=1"]), tmp_path / "multi" / "seed1")
     monkeypatch.undo()
@@ -145,7 +145,7 @@ def test_multiseed_job_equals_single_seed_runs(tmp_path, fashion_mnist_dir, monk
                 assert torch.equal(value, b["model"][key]), (seed, name, key)
             for p, state in a["optimizer"]["state"].items():
                 assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][p]["momentum_buffer"])
-            assert torch.equal(a["train_sums"], b["train_sums"])
+            assert torch.equal(a["loop"]["train_sums"], b["loop"]["train_sums"])
     # The two seeds really differ (each lane has its own initialization and data order).
     a, b = (torch.load(tmp_path / "multi" / f"seed{s}" / "checkpoints" / "last.pt", weights_only=False) for s in (0, 1))
     assert not torch.equal(a["model"]["conv1.weight"], b["model"]["conv1.weight"])
@@ -220,7 +220,7 @@ def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fash
     eager run bitwise; on a GPU test_cuda_graph_steps_follow_the_eager_trajectory checks the graphs themselves."""
     from contextlib import nullcontext
 
-    from resnet_repro.engine import multiseed
+    from resnet_repro.engine import cuda_graph, trainer
 
     class FakeStream:
         def __init__(self, *args, **kwargs):
@@ -244,8 +244,14 @@ def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fash
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
     monkeypatch.setattr(torch.cuda, "graph", lambda graph: nullcontext())  # the capture runs the step once, eagerly
-    monkeypatch.setattr(multiseed.GraphedStep, "_replay", eager_replay)
-    monkeypatch.setattr(multiseed, "use_cuda_graphs", lambda cfg, trainer: True)
+    monkeypatch.setattr(cuda_graph.GraphedStep, "_replay", eager_replay)
+    init = trainer.Trainer.__init__
+
+    def init_as_on_a_gpu(self, cfg, run_dir):  # the graphed step is chosen as on a GPU
+        init(self, cfg, run_dir)
+        self.use_cuda_graphs = cfg.trainer.cuda_graphs
+
+    monkeypatch.setattr(trainer.Trainer, "__init__", init_as_on_a_gpu)
     common = [*SMALL_RUN, "schedule.milestones=[15,25]", "trainer.max_iters=30", "trainer.eval_every=10",
               "trainer.checkpoint_every=10"]
     train(compose_train_config(common), tmp_path / "eager")

@@ -11,7 +11,7 @@ import torch
 
 from resnet_repro.config import OptimConfig, ScheduleConfig
 from resnet_repro.engine.schedule import build_schedule
-from resnet_repro.engine.trainer import train
+from resnet_repro.engine.run import train
 from resnet_repro.engine.wandb_logger import RunLogger
 from resnet_repro.testing.configs import TINY_RUN, compose_train_config
 
@@ -77,19 +77,19 @@ def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
 
 
 def test_lr_steps_at_the_paper_milestones():
-    schedule = build_schedule(ScheduleConfig(), OptimConfig())
+    schedule = build_schedule(ScheduleConfig(), OptimConfig().lr)
     lrs = {it: schedule.lr(it) for it in (0, 31_999, 32_000, 47_999, 48_000, 63_999)}
     assert lrs == pytest.approx({0: 0.1, 31_999: 0.1, 32_000: 0.01, 47_999: 0.01, 48_000: 0.001, 63_999: 0.001})
 
 
 def test_warmup_holds_lr_until_training_error_below_80_percent():
-    schedule = build_schedule(ScheduleConfig(warmup=True), OptimConfig())
+    schedule = build_schedule(ScheduleConfig(warmup=True), OptimConfig().lr)
     assert schedule.lr(0) == schedule.lr(40_000) == 0.01
     schedule.observe_train_error(0.85)
     assert schedule.lr(300) == 0.01
     schedule.observe_train_error(0.79)
     assert schedule.lr(300) == 0.1 and schedule.lr(32_000) == pytest.approx(0.01)
-    restored = build_schedule(ScheduleConfig(warmup=True), OptimConfig())
+    restored = build_schedule(ScheduleConfig(warmup=True), OptimConfig().lr)
     restored.load_state_dict(schedule.state_dict())
     assert restored.lr(300) == 0.1
 

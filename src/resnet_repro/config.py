@@ -17,7 +17,7 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .errors import UserError
 
@@ -160,12 +160,13 @@ def load(cfg: DictConfig | TrainConfig, processes: int | None = None) -> TrainCo
     """The composed config as TrainConfig dataclasses, with every rule of check_invariants() applied."""
     if not isinstance(cfg, TrainConfig):
         try:
-            merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+            merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg, resolve=True))
             cfg = OmegaConf.to_object(merged)
-        except OmegaConfBaseException as err:  # `+key=value` adds a key that Hydra does not check against the schema
-            key = getattr(err, "full_key", None) or str(err).splitlines()[0]
-            raise UserError(f"config key {key}: {str(err).splitlines()[0]} (the keys are in src/resnet_repro/config.py "
-                            f"and `python scripts/train.py --cfg job` prints them)") from None
+        except ConfigKeyError as err:  # `+key=value` adds a key that Hydra does not check against the schema
+            raise UserError(f"unknown config key {err.full_key}: no such setting (the keys are in "
+                            f"src/resnet_repro/config.py and `python scripts/train.py --cfg job` prints them)") from None
+        except OmegaConfBaseException as err:
+            raise UserError(f"config: {str(err).splitlines()[0]} (key {getattr(err, 'full_key', '?')})") from None
     check_invariants(cfg, processes_from_env() if processes is None else processes)
     return cfg
 

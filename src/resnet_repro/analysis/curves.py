@@ -85,7 +85,7 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
 def wrap_text(text: str, fig, points: float) -> str:
     """Break `text` to the figure's width (about 0.55 em per character)."""
     width = max(20, int(fig.get_figwidth() * 72 / (0.55 * points)))
-    return "\n".join(textwrap.fill(part, width) for part in text.split("\n"))
+    return "\n".join(textwrap.fill(part, width, break_on_hyphens=False) for part in text.split("\n"))
 
 
 def titled(fig, runs: list[Run], what: str, notes: list[str] = ()):
@@ -108,7 +108,7 @@ def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylab
             ax.legend(loc="upper right")
     axes[0].set_ylabel(ylabel)
     have = {r.model for r in runs}
-    missing = [m for m in wanted if m not in have]
+    missing = sorted((m for m in wanted if m not in have), key=_net_order)
     return titled(fig, runs, what, [incomplete_note([r for r in runs if r.model in wanted]),
                                     ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
                                     *notes])

@@ -120,7 +120,7 @@ class Protocol:
         """Why this is not the paper's protocol, one short reason per field ([] when it is)."""
         paper, out = self.paper, []
         if self.dataset != paper["dataset"]:
-            return [f"{dataset_name(self.dataset)}, not {dataset_name(paper['dataset'])}"]
+            out.append(f"{dataset_name(self.dataset)}, not {dataset_name(paper['dataset'])}")
         if self.max_iters != paper["max_iters"]:
             out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations, not {_k(paper['max_iters'])}")
         if self.schedule != paper["schedule"]:

@@ -144,17 +144,20 @@ def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str
     if "plain20" in final and "plain56" in final:
         a, b = (pd.DataFrame(final[m]).mean() for m in ("plain20", "plain56"))
         higher = b[0] > a[0] and b[1] > a[1]
-        verdict = (("reproduced" if higher else "not reproduced") if comparable else
-                   f"plain-56 {'higher in both' if higher else 'not higher in both'} here; not a reproduction "
-                   f"({protocol.not_comparable})")
-        out.append(f"Degradation (Figure 1's claim): final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; "
-                   f"test {a[1]:.2f}% vs {b[1]:.2f}% — paper (CIFAR-10): plain-56 higher in both ({verdict}).")
+        here = f"final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; test {a[1]:.2f}% vs {b[1]:.2f}%"
+        if comparable:
+            out.append(f"Degradation (Figure 1's claim): {here} — paper: plain-56 higher in both "
+                       f"({'reproduced' if higher else 'not reproduced'}).")
+        else:
+            out.append(f"Degradation (Figure 1's claim, on CIFAR-10: plain-56 higher in both): {here}; plain-56 "
+                       f"{'is' if higher else 'is not'} higher in both here. Not a reproduction: "
+                       f"{'; '.join(protocol.mismatches())}.")
     if responses is not None and len(responses):
         mean_std = responses.groupby("model")["std"].mean()
         txt = ", ".join(f"{pretty(m)} {v:.3f}" for m, v in mean_std.sort_values(ascending=False).items())
-        out.append(f"Layer responses (Figure 7's claim): mean response std per layer: {txt} — paper (CIFAR-10): "
-                   "ResNets smaller than plain nets, deeper ResNets smaller still"
-                   + ("." if comparable else f" ({protocol.not_comparable})."))
+        out.append(f"Layer responses (Figure 7's claim, on CIFAR-10: ResNets smaller than plain nets, deeper ResNets "
+                   f"smaller still): mean response std per layer: {txt}."
+                   + ("" if comparable else f" Not a reproduction: {'; '.join(protocol.mismatches())}."))
     return out
 
 

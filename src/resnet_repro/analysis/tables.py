@@ -119,8 +119,9 @@ def _f(x, digits=2, sign=False) -> str:
 
 
 def _mean_std_n(mean, std, n) -> str:
-    if not n:
+    if not n or (isinstance(n, float) and math.isnan(n)):
         return "—"
+    n = int(n)
     return _f(mean) + (f" ± {_f(std)}" if n > 1 else "") + f" (N={n})"
 
 
