@@ -67,8 +67,10 @@ class LoopState:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, data=None):
+        """`data`: the data object to train on (benchmarks pass images made in memory); default: cfg.data's."""
         self.cfg = cfg
+        self.data = data
         self.run_dir = RunDirectory(run_dir)
         self.dist = init_distributed(device_kind(cfg.trainer.device))
         self.device = resolve_device(cfg.trainer.device, self.dist.local_rank)
@@ -251,7 +253,8 @@ class Trainer:
         cfg = self.cfg
         seed_everything(cfg.seed)
         set_backend_flags(cfg.trainer.deterministic)
-        self.data = build_data(cfg.data, self.device, cfg.seed, self.dist.rank, self.dist.world_size)
+        if self.data is None:
+            self.data = build_data(cfg.data, self.device, cfg.seed, self.dist.rank, self.dist.world_size)
         self.raw_model = build_model_from_config(cfg.model, self.data.num_classes)
         self.model_info = {"params": self.raw_model.num_params(), "flops": self.raw_model.flops(),
                            "family": "cifar" if isinstance(self.raw_model, CifarNet) else "imagenet",
