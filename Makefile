@@ -8,7 +8,9 @@ LAUNCHER ?= local# local | slurm (configs/launcher/slurm.yaml; set its keys with
 CIFAR_ROOT ?= data/cifar10
 ARGS ?=# extra Hydra overrides for the training targets, or pytest arguments for the test targets
 
-CIFAR_NETS := plain20 plain32 plain44 plain56 plain110 resnet20 resnet32 resnet44 resnet56 resnet110 resnet1202
+# One experiment file per paper result: the sweeps run every file of a folder.
+experiments_in = $(basename $(notdir $(wildcard configs/experiment/$(1)/*.yaml)))
+CIFAR_NETS := $(call experiments_in,cifar10)
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -69,7 +71,7 @@ model-table: venv  ## results/tables/architectures.md: layers, parameters and FL
 	$(PY) scripts/model_table.py
 
 # ----- ImageNet: Tables 2 and 3 (10-crop), Table 4 (multi-scale), Figure 4 ------------------------------------------
-IMAGENET_ROWS := plain18 plain34 resnet18 resnet34 resnet34b resnet34c resnet50 resnet101 resnet152
+IMAGENET_ROWS := $(call experiments_in,imagenet)
 IMAGENET_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix imagenet/,$(IMAGENET_ROWS)))
 IMAGENET_PROTOCOLS ?= center,10crop,multiscale
 NPROC ?= 1# ImageNet, LAUNCHER=local: processes (GPUs) per run through torchrun; with slurm set hydra.launcher.gpus_per_node in ARGS
