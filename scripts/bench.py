@@ -1,4 +1,4 @@
-"""Speed benchmark: our training path against the usual way, side by side (see src/resnet_repro/bench.py).
+"""Speed benchmark: our training path against the usual way, side by side (see src/resnet_repro/bench/).
 
 Usage: python scripts/bench.py [--quick] [--out FILE] [--compile] [--cuda-graphs] [--only NAME ...]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Start, stop or inspect the single-node test SLURM cluster (see resnet_repro.testing.slurm_cluster).
+"""Start, stop or inspect the single-node test SLURM cluster (tests/support/slurm_cluster.py, docs/cluster.md).
 
     python scripts/slurm_cluster.py start [--clean]   # daemons keep running after this exits
     python scripts/slurm_cluster.py status            # exit code 0 if healthy
@@ -9,8 +9,11 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from resnet_repro.testing.slurm_cluster import DEFAULT_BASE_DIR, SlurmCluster
+# The cluster manager is test support, not part of the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.slurm_cluster import DEFAULT_BASE_DIR, SlurmCluster  # noqa: E402
 
 
 def main(argv=None) -> int:

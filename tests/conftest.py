@@ -1,11 +1,11 @@
 """Shared fixtures. System-dependent fixtures go through ``require_system``: they skip when a system package is
-missing, or fail when RESNET_REPRO_FAIL_ON_SKIP=1 (CI)."""
+missing, or fail when RESNET_REPRO_FAIL_ON_SKIP=1 (CI). Helpers that are plain functions live in tests/support/."""
 
 from pathlib import Path
 
 import pytest
 
-from resnet_repro.testing import require_system
+from support.system import require_system
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -17,7 +17,7 @@ def slurm_cluster():
     """A running single-node SLURM cluster (partition ``debug``, 2 CPUs), stopped at the end of the session.
 
     A cluster already started with ``scripts/slurm_cluster.py start`` is reused and left running."""
-    from resnet_repro.testing.slurm_cluster import SlurmCluster
+    from support.slurm_cluster import SlurmCluster
 
     ok, reason = SlurmCluster.available()
     require_system(ok, f"SLURM not available: {reason}")
@@ -36,11 +36,12 @@ def fashion_mnist_dir() -> Path:
 @pytest.fixture
 def fake_cifar10(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
     """A small fake CIFAR-10 (250 training, 100 test images) in tmp_path/"cifar10", in torchvision's layout, and its
-    MD5 table, which this test's torchvision checks the files against (tests/fake_data.py; for a subprocess, pass the
-    table with fake_data.write_md5_table and start it with fake_data.cifar10_command)."""
-    from fake_data import make_fake_cifar10, patch_cifar10_md5
+    MD5 table, which this test's torchvision checks the files against (tests/support/fake_data.py; for a subprocess,
+    pass the table with fake_data.write_md5_table and start it with fake_data.cifar10_command)."""
+    from support.fake_data import make_fake_cifar10, patch_cifar10_md5
 
     root = tmp_path / "cifar10"
     md5 = make_fake_cifar10(root)
     patch_cifar10_md5(monkeypatch, md5)
     return root, md5
+

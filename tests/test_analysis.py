@@ -149,9 +149,11 @@ def test_test_selected_column_from_the_metrics_rows(tmp_path):
     assert seeds.seeds == "0: 15.00, 1: 14.00, 2: 10.00"
 
 
-@pytest.mark.parametrize("cfg, reason", [(FASHION, "Fashion-MNIST, not CIFAR-10"),
-                                         ({**FASHION, **SHORT}, "Fashion-MNIST, not CIFAR-10"),
-                                         (SHORT, "600 iterations, not 64k")])
+@pytest.mark.parametrize("cfg, reason", [
+    (FASHION, "Fashion-MNIST (paper: CIFAR-10)"),
+    ({**FASHION, **SHORT}, "Fashion-MNIST (paper: CIFAR-10); 600 iterations (paper: 64k); lr ÷10 at 400, 500 "
+                           "(paper: at 32k, 48k); first 1000 test images (paper: the full test set)"),
+    (SHORT, "600 iterations (paper: 64k)")])
 def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
     for m in ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]:
         for seed in range(2):
@@ -329,9 +331,9 @@ def test_provenance_line_flags_disagreement(tmp_path):
     runs = load_runs(tmp_path)
     assert command_template(runs[0]) == "python scripts/train.py experiment=cifar10 model=<net> seed=<seed>"
     line = provenance(runs).line()
-    assert "commit abc1234 (2 runs) / fff0000 (uncommitted changes) (1 runs)" in line
+    assert "commit abc1234 (2 runs) / fff0000 (uncommitted changes) (1 run)" in line
     assert "hardware NVIDIA H100 80GB HBM3" in line and "torch 2.14.1" in line and "CUDA 12.8" in line
-    assert "precision bf16 (2 runs) / fp32 (1 runs)" in line
+    assert "precision bf16 (2 runs) / fp32 (1 run)" in line
     assert "`python scripts/train.py experiment=cifar10 model=<net> seed=<seed>`" in line
     assert "Flagged: runs disagree on commit, precision." in line and "Flagged: code with uncommitted changes." in line
     same = provenance(runs[:1]).line()
@@ -374,7 +376,7 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     assert "## Experiment cifar10: CIFAR-10, 64000 iterations" in report
     assert "## Experiment imagenet: ImageNet, 600000 iterations" in report
     assert "Table 6 (the paper's rows): ResNet test error (%) — Fashion-MNIST, 2000 iterations" in report
-    assert "not comparable: Fashion-MNIST, not CIFAR-10" in report
+    assert "not comparable: Fashion-MNIST (paper: CIFAR-10); 2k iterations (paper: 64k)" in report
     assert "precision=bf16" in report and "python scripts/train.py experiment=cifar10 model=resnet56 seed=0" in report
     assert "NVIDIA H100" in report and "| 60 min |" in report and "scripts/make_figures.py" in report and "![" in report
     assert "Degradation (Figure 1's claim)" in report and "(reproduced)" in report and "failed" in report
@@ -406,9 +408,9 @@ def test_deviations_from_config(tmp_path):
     for s in ["trainer.max_iters=2000", "data.split=paper", "data.limit_train=1000", "data.name=fashion_mnist",
               "schedule.warmup=False", "precision=bf16"]:
         assert s in devs
-    assert run.protocol.mismatches() == ["Fashion-MNIST, not CIFAR-10", "2k iterations, not 64k",
-                                         "split paper (5000 held out), not the full training set",
-                                         "1000 training images only"]
+    assert run.protocol.mismatches() == ["Fashion-MNIST (paper: CIFAR-10)", "2k iterations (paper: 64k)",
+                                         "split paper, 5000 held out (paper: the full training set)",
+                                         "first 1000 training images (paper: all)"]
 
 
 @pytest.mark.parametrize("partial", [False, True])

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from fake_data import CIFAR10_FOLDER, cifar10_command, write_md5_table
 from resnet_repro.config import DataConfig
 from resnet_repro.data.small_images import load_cifar
 from resnet_repro.engine.checkpoint import TEST_KILL_ENV, save_checkpoint
@@ -30,6 +29,8 @@ from resnet_repro.engine.distributed import DistInfo
 from resnet_repro.engine.run_dir import RunDirectory
 from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.errors import UserError
+from support.fake_data import CIFAR10_FOLDER, cifar10_command, write_md5_table
+from support.runs import child_env, run_command, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 USER_ERROR_EXIT = 2
@@ -42,19 +43,10 @@ def tiny(data_root: Path | str = "/usr/share/datasets/fashion-mnist") -> list[st
             "trainer.progress=log"]
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE")}
-    env.update(OMP_NUM_THREADS="1", **extra)
-    return env
-
-
 def train(run_dir: Path | str, *overrides: str, env: dict | None = None, data_root=None, timeout: float = 180,
           cmd: list[str] | None = None) -> subprocess.CompletedProcess:
     base = tiny(data_root) if data_root else tiny()
-    cmd = cmd or [sys.executable, "scripts/train.py"]
-    return subprocess.run([*cmd, *base, f"hydra.run.dir={run_dir}", *overrides], cwd=REPO, env=env or child_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return run_command([*(cmd or train_command()), *base, f"hydra.run.dir={run_dir}", *overrides], env, timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -143,6 +135,25 @@ def test_wrong_type(made_up_run, override, fragments):
     before = snapshot(made_up_run)
     assert_one_line_error(train(made_up_run, override), *fragments)
     assert_unchanged(before, made_up_run)
+
+
+@pytest.mark.parametrize("override, fragments", [
+    ("data.batch_size=0", ["data.batch_size=0: must be a positive whole number"]),
+    ("trainer.eval_every=0", ["trainer.eval_every=0: must be a positive whole number"]),
+    ("trainer.checkpoint_every=0", ["trainer.checkpoint_every=0: must be a positive whole number"]),
+    ("optim.lr=-1", ["optim.lr=-1.0: the learning rate must be greater than 0"]),
+    ("trainer.max_iters=0", ["trainer.max_iters=0: must be a positive whole number"]),
+    ("trainer.max_iters=-5", ["trainer.max_iters=-5: must be a positive whole number"]),
+    ("data.val_size=60000", ["data.val_size=60000 leaves no training images: fashion_mnist has 60000"]),
+    ("trainer.precision=bf61", ["trainer.precision", "bf61", "auto, bf16, fp32"]),  # an Enum: refused by Hydra
+], ids=["batch_size", "eval_every", "checkpoint_every", "lr", "max_iters_0", "max_iters_negative", "val_size",
+        "precision"])
+def test_a_value_out_of_range(made_up_run, override, fragments):
+    """Refused before anything is read or written; a run of 0 iterations is never recorded as complete."""
+    before = snapshot(made_up_run)
+    assert_one_line_error(train(made_up_run, override), *fragments)
+    assert_unchanged(before, made_up_run)
+    assert not (made_up_run / "summary.json").exists()
 
 
 @pytest.mark.slow

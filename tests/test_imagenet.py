@@ -7,10 +7,7 @@ Everything runs on a tiny ImageFolder of JPEGs made here (3 classes, 6 training 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,8 +26,10 @@ from resnet_repro.engine.evaluate import EvalOptions, evaluate_protocol, predict
 from resnet_repro.engine.schedule import build_schedule
 from resnet_repro.errors import UserError
 from resnet_repro.models import build_model
+from support import REPO
+from support.configs import compose_train_config
+from support.runs import child_env, load_script, read_metrics, read_summary, run_command
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 3, 6, 3
 SMALL = dict(scale_min=40, scale_max=56, crop_size=32)
 SMALL_OVERRIDES = [f"data.{k}={v}" for k, v in SMALL.items()]
@@ -82,13 +81,6 @@ def load_rgb(path: Path) -> torch.Tensor:
 
 def take(iterator, n):
     return [next(iterator) for _ in range(n)]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----- data -------------------------------------------------------------------------------------------------------
@@ -284,27 +276,22 @@ def train_overrides(root: Path, run_root: Path, experiment: str, **extra) -> lis
 
 def test_train_checkpoint_evaluate_and_records(imagenet_root, tmp_path):
     """Training through the trainer, then scripts/evaluate.py under the three protocols into the run's records."""
-    from hydra import compose, initialize_config_dir
-
-    from resnet_repro.config import register_configs
     from resnet_repro.engine.run import train
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=train_overrides(imagenet_root, tmp_path, "tiny", **{
-            "trainer.max_iters": 4, "trainer.eval_every": 2, "trainer.checkpoint_every": 2, "schedule": "epoch_steps",
-            "schedule.milestones": "[1]", "optim.lr": 0.01}))
+    cfg = compose_train_config(train_overrides(imagenet_root, tmp_path, "tiny", **{
+        "trainer.max_iters": 4, "trainer.eval_every": 2, "trainer.checkpoint_every": 2, "schedule": "epoch_steps",
+        "schedule.milestones": "[1]", "optim.lr": 0.01}))
     run = tmp_path / "tiny" / "resnet18" / "seed0"
     summary = train(cfg, run)
     assert summary["status"] == "complete" and summary["dataset"] == "imagenet"
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run)
     assert [r["iter"] for r in rows] == [2, 4] and all("test_top5_err" in r and "test_err" in r for r in rows)
     assert rows[0]["lr"] == pytest.approx(0.01) and rows[1]["lr"] == pytest.approx(0.001)  # epoch 1 = iteration 3
     assert (run / "checkpoints" / "last.pt").exists()
 
     evaluate = load_script("evaluate")
     evaluate.main(["--run", str(run), "--scales", "32,40,48", "--workers", "0"])
-    evaluated = json.loads((run / "summary.json").read_text())
+    evaluated = read_summary(run)
     assert evaluated["status"] == "complete" and set(evaluated["eval"]) == {"center", "10crop", "multiscale"}
     for protocol, result in evaluated["eval"].items():
         assert 0 <= result["top5_err"] <= result["top1_err"] <= 1 and result["images"] == 9 and result["iteration"] == 4
@@ -315,7 +302,7 @@ def test_train_checkpoint_evaluate_and_records(imagenet_root, tmp_path):
     assert json.loads((run / "eval.json").read_text())["eval"] == evaluated["eval"]
     # --limit evaluations are kept apart from the full ones
     evaluate.main(["--run", str(run), "--protocols", "center", "--limit", "3", "--workers", "0"])
-    evaluated = json.loads((run / "summary.json").read_text())
+    evaluated = read_summary(run)
     assert evaluated["eval_limited"]["center"]["images"] == 3 and evaluated["eval"]["center"]["images"] == 9
 
 
@@ -372,14 +359,12 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
     iters = 3
     overrides = train_overrides(imagenet_root, tmp_path, "ddp", **{
         "data.num_workers": 0, "trainer.max_iters": iters, "trainer.eval_every": iters, "trainer.checkpoint_every": iters})
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(REPO / "scripts" / "train.py"), *overrides], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(REPO / "scripts" / "train.py"), *overrides], env=child_env(PYTHONPATH=str(REPO / "src")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "ddp" / "resnet18" / "seed0"
     ddp = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     assert summary["world_size"] == 2 and ddp["iteration"] == iters
 
     cfg = small_cfg(imagenet_root)
@@ -405,7 +390,7 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp["model"][name], value, atol=2e-5, rtol=1e-4, msg=name)
 
-    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    row = read_metrics(run)[-1]
     assert row["train_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
     result = evaluate_protocol(model, data, "center", EvalOptions())  # one process, the same weights
     assert row["test_err"] == pytest.approx(result["top1_err"]) and row["test_top5_err"] == pytest.approx(result["top5_err"])

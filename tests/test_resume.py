@@ -12,11 +12,9 @@ The fast tests check the pieces in-process: atomic writes, the checksum, the err
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,12 +22,13 @@ import pytest
 import torch
 
 from resnet_repro.engine.checkpoint import TEST_KILL_ENV, load_checkpoint, save_checkpoint
-from resnet_repro.io import atomic_write, remove_stale_temporaries
 from resnet_repro.errors import UserError
+from resnet_repro.io import atomic_write, remove_stale_temporaries
+from support import REPO
+from support.runs import (assert_same_tensors, child_env, logged_iterations, read_metrics, read_summary,
+                          train_command, without_timing)
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_ITERS, EVAL_EVERY, CHECKPOINT_EVERY = 60, 10, 7  # checkpoints at 7, 14, ..., 56 and 60: not aligned to evaluations
-TIMING_KEYS = ("wall_s", "img_per_s")
 
 
 def tiny_run(data_root: Path) -> list[str]:
@@ -40,14 +39,6 @@ def tiny_run(data_root: Path) -> list[str]:
             # The paper's warm-up (ResNet-110): its state, the training errors counted since the last check, must
             # survive the kills as well (the first check is at iteration 100, so lr stays 0.01 here).
             "schedule=cifar_warmup"]
-
-
-def child_env(kill_at: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (TEST_KILL_ENV, "HYDRA_FULL_ERROR")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled")
-    if kill_at:
-        env[TEST_KILL_ENV] = kill_at
-    return env
 
 
 class Run:
@@ -61,9 +52,10 @@ class Run:
     def start(self, kill_at: str | None = None, nice: int = 0) -> subprocess.Popen:
         self.launches += 1
         self.out = self.logs / f"{self.dir.name}.{self.launches}.out"
-        cmd = [sys.executable, "scripts/train.py", *tiny_run(self.data_root), f"hydra.run.dir={self.dir}"]
+        cmd = train_command(*tiny_run(self.data_root), f"hydra.run.dir={self.dir}")
+        env = child_env(WANDB_MODE="disabled", **({TEST_KILL_ENV: kill_at} if kill_at else {}))
         with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(kill_at), stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          preexec_fn=(lambda: os.nice(nice)) if nice else None)
         return self.proc
 
@@ -110,36 +102,11 @@ class Run:
         return self._seen[1]
 
     def metric_iters(self) -> list[int]:
-        path = self.dir / "metrics.jsonl"
-        text = path.read_text() if path.exists() else ""
-        return [json.loads(line)["iter"] for line in text.splitlines() if line.endswith("}")]
+        return logged_iterations(self.dir)
 
 
 def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def metrics_without_timing(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
-
-
-def assert_same_tensors(a, b, where: str) -> None:
-    """Nested dicts/lists of tensors and numbers: equal structure, bitwise-equal tensors."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    elif hasattr(a, "shape"):  # numpy arrays in the RNG state
-        assert (a == b).all(), where
-    else:
-        assert a == b, where
 
 
 def assert_same_run(reference: Path, resumed: Path) -> None:
@@ -148,11 +115,11 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
         for key in ("model", "optimizer", "schedule", "iteration", "train_sums", "warm_sums", "best", "rng", "data_state"):
             assert_same_tensors(ref[key], got[key], f"{name}:{key}")
     assert load(resumed / "checkpoints" / "last.pt")["iteration"] == MAX_ITERS
-    assert metrics_without_timing(resumed) == metrics_without_timing(reference)
-    assert [row["iter"] for row in metrics_without_timing(resumed)] == list(range(EVAL_EVERY, MAX_ITERS + 1, EVAL_EVERY))
-    summary = json.loads((resumed / "summary.json").read_text())
+    assert without_timing(read_metrics(resumed)) == without_timing(read_metrics(reference))
+    assert [row["iter"] for row in read_metrics(resumed)] == list(range(EVAL_EVERY, MAX_ITERS + 1, EVAL_EVERY))
+    summary = read_summary(resumed)
     assert summary["status"] == "complete" and summary["iters"] == MAX_ITERS
-    assert summary["final_test_err"] == json.loads((reference / "summary.json").read_text())["final_test_err"]
+    assert summary["final_test_err"] == read_summary(reference)["final_test_err"]
     leftovers = [p.name for p in (resumed / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 

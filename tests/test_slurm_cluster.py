@@ -26,7 +26,7 @@ def _wait_done(job, timeout: float = 90.0):
 
 def _final_state(job, timeout: float = 30.0) -> str:
     """sacct state once the job has left RUNNING/COMPLETING (result() can return before that). job.state is
-    cached by submitit and may read UNKNOWN (SLURM_NOTES pitfall 8), get_info() forces a sacct call."""
+    cached by submitit and may still read UNKNOWN; get_info() forces a sacct call (docs/cluster.md, Pitfalls)."""
     deadline = time.monotonic() + timeout
     while (state := job.get_info().get("State", "")) in ("", "PENDING", "RUNNING", "COMPLETING", "REQUEUED"):
         assert time.monotonic() < deadline, f"job {job.job_id} still {state!r} {timeout} s after its result"
@@ -115,7 +115,7 @@ def test_checkpointable_resumes_after_usr2(slurm_cluster, tmp_path):
     while not state_file.exists() or json.loads(state_file.read_text())["step"] < 10:
         assert time.monotonic() < deadline, f"job {job.job_id} made no progress: {job.get_info()}"
         time.sleep(0.1)
-    # Signal the job steps, not the batch shell (--batch would kill it: SLURM_NOTES pitfall 6).
+    # Signal the job steps: `--batch` would kill the batch shell, and the job with it (docs/cluster.md, Pitfalls).
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
     result = _wait_done(job)
     assert result["total"] == steps * (steps + 1) // 2

@@ -6,48 +6,39 @@ Interruptions: `scancel --signal=USR2` (SLURM's warning before a time limit or p
 requeues) and plain `scancel` (SIGTERM: checkpoint, the job ends CANCELLED, a re-launched sweep resumes it).
 """
 
-import json
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from resnet_repro.engine.checkpoint import load_checkpoint
-from resnet_repro.testing.configs import TINY_RUN
+from support import REPO
+from support.configs import TINY_RUN
+from support.runs import (assert_same_tensors, child_env, logged_iterations, read_metrics, read_summary,
+                          train_command, without_timing)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 ITERS = 80
 RUN = [o for o in TINY_RUN if not o.startswith(("data.limit_train", "trainer.progress"))] + [
     "data.limit_train=512", "model.name=resnet8", "model.family=cifar", "trainer.device=cpu", "trainer.progress=log",
     f"trainer.max_iters={ITERS}", "trainer.eval_every=20", "trainer.checkpoint_every=40",
 ]
 # The test node: no GPUs, 2 CPUs. timeout_min <= 10 makes submitit count every USR2 as a time limit, hence
-# max_num_timeout=2 (SLURM_NOTES pitfall 7).
+# max_num_timeout=2 (docs/cluster.md, "Short time limits").
 CLUSTER = [
     "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
     "hydra.launcher.tasks_per_node=1", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5",
     "hydra.launcher.max_num_timeout=2", 'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
 ]
-UNTIMED = ("wall_s", "img_per_s")
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "HYDRA_FULL_ERROR")}
-    env.update(OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
-    return env
 
 
 def _start(run_root: Path, data_root: Path, *overrides: str) -> subprocess.Popen:
-    cmd = [sys.executable, "scripts/train.py", "-m", *CLUSTER, *RUN, f"data.root={data_root}", f"run_root={run_root}",
-           *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = train_command("-m", *CLUSTER, *RUN, f"data.root={data_root}", f"run_root={run_root}", *overrides)
+    return subprocess.Popen(cmd, cwd=REPO, env=child_env(WANDB_MODE="offline", WANDB_SILENT="true"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 150) -> tuple[int, str]:
@@ -82,27 +73,19 @@ def _job_id(run_root: Path, task: int, timeout: float = 60) -> str:
 def _wait_for_iteration(run_dir: Path, proc: subprocess.Popen, iteration: int = 20, timeout: float = 90) -> None:
     """Until metrics.jsonl has a row at `iteration` or later (the run is then mid-way, 80 iterations in all)."""
     deadline = time.monotonic() + timeout
-    metrics = run_dir / "metrics.jsonl"
-    while not (metrics.exists() and any(json.loads(line)["iter"] >= iteration for line in metrics.read_text().splitlines())):
+    while not any(logged >= iteration for logged in logged_iterations(run_dir)):
         assert proc.poll() is None, f"sweep ended before iteration {iteration}:\n{proc.communicate()[0]}"
         assert time.monotonic() < deadline, f"{run_dir} not at iteration {iteration} after {timeout} s\n{_queue()}"
         time.sleep(0.1)
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in UNTIMED} for row in rows]
-
-
 def _assert_same_run(run_dir: Path, reference: Path) -> None:
     """Same metrics (all but timings) and bit-identical final weights as the uninterrupted reference run."""
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
-    assert _metrics(run_dir) == _metrics(reference)
+    assert read_summary(run_dir)["status"] == "complete"
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
     model = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")["model"]
     ref_model = load_checkpoint(reference / "checkpoints" / "last.pt", map_location="cpu")["model"]
-    assert model.keys() == ref_model.keys()
-    for name, tensor in ref_model.items():
-        assert torch.equal(model[name], tensor), name
+    assert_same_tensors(model, ref_model, "model")
 
 
 def _interruption(run_dir: Path) -> int:
@@ -134,10 +117,10 @@ def reference(slurm_cluster, fashion_mnist_dir, tmp_path_factory) -> Path:
 def test_two_job_sweep_finishes_with_both_records(reference):
     for seed in (0, 1):
         run_dir = _run_dir(reference, seed)
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = read_summary(run_dir)
         assert summary["status"] == "complete" and summary["iters"] == ITERS and summary["seed"] == seed
         assert summary["world_size"] == 1
-        assert [row["iter"] for row in _metrics(run_dir)] == [20, 40, 60, 80]
+        assert [row["iter"] for row in read_metrics(run_dir)] == [20, 40, 60, 80]
         assert (run_dir / "checkpoints" / "last.pt").is_file()
     # One job array, one task per run.
     assert len({p.name.split("_")[0] for p in (reference / "default" / ".submitit").glob("*_[01]")}) == 1
@@ -150,7 +133,7 @@ def test_interrupted_runs_resume_with_the_same_results(reference, fashion_mnist_
     sweep = _start(tmp_path, fashion_mnist_dir, "seed=0,1", "logger=wandb")
     # Each job is signalled once it is mid-way (they need not run at the same time).
     _wait_for_iteration(_run_dir(tmp_path, 0), sweep)
-    # Signal the job steps, not the batch shell (SLURM_NOTES pitfall 6).
+    # Signal the job steps: `--batch` would kill the batch shell, and the job with it (docs/cluster.md, Pitfalls).
     subprocess.run(["scancel", "--signal=USR2", _job_id(tmp_path, 0)], check=True)
     _wait_for_iteration(_run_dir(tmp_path, 1), sweep)
     second = _job_id(tmp_path, 1)
@@ -164,14 +147,14 @@ def test_interrupted_runs_resume_with_the_same_results(reference, fashion_mnist_
     _interruption(seed0)
     _assert_same_run(seed0, _run_dir(reference, 0))
     _assert_one_wandb_run(seed0, starts=2)
-    summary1 = json.loads((seed1 / "summary.json").read_text())
+    summary1 = read_summary(seed1)
     assert summary1["status"] == "interrupted" and 20 <= summary1["iters"] < ITERS, summary1
-    wall0 = json.loads((seed0 / "summary.json").read_text())["wall_s"]
+    wall0 = read_summary(seed0)["wall_s"]
 
     code, out = _finish(_start(tmp_path, fashion_mnist_dir, "seed=0,1", "logger=wandb"))
     assert code == 0, out
     assert "is already complete; nothing to do" in (seed0 / "train.log").read_text()
-    assert json.loads((seed0 / "summary.json").read_text())["wall_s"] == wall0  # skipped, not retrained
+    assert read_summary(seed0)["wall_s"] == wall0  # skipped, not retrained
     assert _interruption(seed1) == summary1["iters"]
     _assert_same_run(seed1, _run_dir(reference, 1))
     _assert_one_wandb_run(seed1, starts=2)
@@ -200,10 +183,10 @@ def test_two_process_ddp_job_stops_together_and_resumes(slurm_cluster, fashion_m
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     code, out = _finish(sweep)
     assert code == 0, out
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     assert summary["status"] == "complete" and summary["world_size"] == 2 and summary["iters"] == ITERS
     assert _interruption(run_dir) % 10 == 0  # the processes agree on a stop every StopSignals.SYNC_EVERY
     logs = [(tmp_path / "default" / ".submitit" / job / f"{job}_{rank}_log.out").read_text() for rank in (0, 1)]
     stops = [re.findall(r"checkpoint written at iteration (\d+)", log) for log in logs]
     assert stops[0] and stops[0] == stops[1], stops
-    assert [row["iter"] for row in _metrics(run_dir)] == [20, 40, 60, 80]
+    assert [row["iter"] for row in read_metrics(run_dir)] == [20, 40, 60, 80]

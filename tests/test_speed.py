@@ -12,21 +12,14 @@ import torch
 
 from resnet_repro.engine.multiseed import lane_dirs
 from resnet_repro.engine.run import train
-from resnet_repro.testing.configs import TINY_RUN, compose_train_config
+from support.configs import TINY_RUN, compose_train_config
+from support.runs import read_metrics as read_rows, without_timing
 
 # Tensor methods that make the host wait for the device (on a GPU), and host data copied to the device.
 SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 # ResNet-8 on 64-image batches of Fashion-MNIST: 32 batches an epoch, so 50 iterations cross an epoch boundary.
 SMALL_RUN = [*TINY_RUN, "model=resnet20", "model.name=resnet8", "data.batch_size=64", "data.limit_test=64",
              "data.eval_batch_size=64"]
-
-
-def read_rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("wall_s", "img_per_s")} for r in rows]
 
 
 @contextmanager

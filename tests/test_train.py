@@ -1,34 +1,24 @@
 """CIFAR-style training end to end on real data (Fashion-MNIST): learning, determinism, schedule, records, W&B, sweeps."""
 
-import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from resnet_repro.config import OptimConfig, ScheduleConfig
-from resnet_repro.engine.schedule import build_schedule
 from resnet_repro.engine.run import train
+from resnet_repro.engine.schedule import build_schedule
 from resnet_repro.engine.wandb_logger import RunLogger
-from resnet_repro.testing.configs import TINY_RUN, compose_train_config
+from support import REPO
+from support.configs import TINY_RUN, compose_train_config
+from support.fake_data import cifar10_command, write_md5_table
+from support.runs import read_metrics, read_summary, run_command, train_command, without_timing
 
-REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss", "val_err",
                "img_per_s", "wall_s"}
 SUMMARY_KEYS = {"model", "family", "depth", "shortcut", "dataset", "split", "seed", "experiment", "params", "flops",
                 "final_test_err", "best_test_err", "best_val_err", "iters", "max_iters", "wall_s", "device", "torch",
                 "cuda", "git_commit", "git_dirty", "status", "precision", "command", "world_size"}
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("wall_s", "img_per_s")} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +48,7 @@ def test_run_records_follow_the_schema(trained_run):
         assert set(row) == METRIC_KEYS
         assert all(0 <= row[k] <= 1 for k in ("train_err", "test_err", "val_err"))
     assert set(summary) == SUMMARY_KEYS
-    on_disk = json.loads((run_dir / "summary.json").read_text())
-    assert on_disk == summary
+    assert read_summary(run_dir) == summary
     assert summary["params"] == 269_722 and summary["depth"] == 20 and summary["dataset"] == "fashion_mnist"
     assert summary["final_test_err"] == read_metrics(run_dir)[-1]["test_err"]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
@@ -124,36 +113,32 @@ def test_wandb_offline_run_is_written_and_resumed(tmp_path, fashion_mnist_dir, m
 @pytest.mark.slow
 def test_two_job_multirun(tmp_path, fashion_mnist_dir):
     overrides = [o for o in TINY_RUN if not o.startswith("data.limit_train")]
-    cmd = [sys.executable, "scripts/train.py", "-m", "model.name=resnet8,plain8", "model.family=cifar", *overrides,
-           "data.limit_train=512", "trainer.max_iters=10", "trainer.eval_every=5", "trainer.checkpoint_every=5",
-           "experiment_name=sweep", f"run_root={tmp_path}"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = train_command("-m", "model.name=resnet8,plain8", "model.family=cifar", *overrides, "data.limit_train=512",
+                        "trainer.max_iters=10", "trainer.eval_every=5", "trainer.checkpoint_every=5",
+                        "experiment_name=sweep", f"run_root={tmp_path}")
+    result = run_command(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
     for model in ("resnet8", "plain8"):
-        summary = json.loads((tmp_path / "sweep" / model / "seed0" / "summary.json").read_text())
+        summary = read_summary(tmp_path / "sweep" / model / "seed0")
         assert summary["status"] == "complete" and summary["model"] == model and summary["iters"] == 10
     # Running the sweep again skips the complete runs.
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = run_command(cmd)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("already complete") == 2
 
 
 @pytest.mark.slow
 def test_the_documented_overrides_train_on_cifar10(fake_cifar10, tmp_path):
     """The override line of the training issue, as written, on a fake CIFAR-10 in torchvision's layout (the real
-    loading code, checksums included: tests/fake_data.py gives torchvision the fake files' MD5 table)."""
-    from fake_data import cifar10_command, write_md5_table
-
+    loading code, checksums included: tests/support/fake_data.py gives torchvision the fake files' MD5 table)."""
     root, md5 = fake_cifar10
     run_dir = tmp_path / "run"
     cmd = cifar10_command(write_md5_table(tmp_path / "md5.json", md5), "scripts/train.py",
                           "data=cifar10", f"data.root={root}", "data.batch_size=25", "model=resnet56", "model.shortcut=B",
                           "trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2", "seed=7",
                           "logger=none", f"hydra.run.dir={run_dir}", "data.val_size=50")  # the fake set has 250 images
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_command(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     assert (summary["model"], summary["shortcut"], summary["seed"], summary["dataset"]) == ("resnet56", "B", 7, "cifar10")
     assert summary["status"] == "complete" and summary["iters"] == 4 and summary["params"] > 853_018  # B adds projections
     assert [r["iter"] for r in read_metrics(run_dir)] == [2, 4] and (run_dir / "checkpoints" / "last.pt").exists()
@@ -174,7 +159,7 @@ def test_the_main_job_smoke_profile(tmp_path, fashion_mnist_dir):
     nets = sorted(p.stem for p in (REPO / "configs" / "experiment" / "cifar10").glob("*.yaml"))  # one per paper net
     assert len(nets) == 11
     for net in nets:
-        summary = json.loads((out / "runs" / "cifar10" / net / "seed0" / "summary.json").read_text())
+        summary = read_summary(out / "runs" / "cifar10" / net / "seed0")
         assert (summary["status"], summary["model"], summary["dataset"]) == ("complete", net, "fashion_mnist")
     report = (out / "REPORT.md").read_text()
     assert "11 complete runs of 11" in report

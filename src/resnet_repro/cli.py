@@ -69,7 +69,9 @@ def run_hydra(hydra_main) -> None:
 
         if not _set_here:  # the task had started (Hydra reported it), or the user asked for full errors
             raise
-        if isinstance(err, (HydraException, OmegaConfBaseException)):
+        if isinstance(err, UserError):  # raised by a launcher before any job starts
+            message = str(err)
+        elif isinstance(err, (HydraException, OmegaConfBaseException)):
             message = describe_config_error(err)
         elif isinstance(err, OSError):  # Hydra creates the run directory and its log file before the task runs
             message = (f"cannot write {err.filename or 'the output directory'} ({err.strerror or type(err).__name__}): "

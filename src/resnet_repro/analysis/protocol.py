@@ -95,13 +95,13 @@ class Protocol:
 
     @property
     def test_text(self) -> str:
-        what = "val set" if self.dataset == "imagenet" else "test set"
-        return f"full {what}" if not self.limit_test else f"first {self.limit_test} {what} images"
+        what = "val" if self.dataset == "imagenet" else "test"
+        return f"full {what} set" if not self.limit_test else f"first {self.limit_test} {what} images"
 
     @property
     def title(self) -> str:
         """e.g. 'Fashion-MNIST, 600 iterations (lr ÷10 at 400, 500), batch 128, trained on the full training set,
-        first 1000 test set images'."""
+        first 1000 test images'."""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
         return (f"{dataset_name(self.dataset)}, {self.iters_text} ({self.schedule_text}){batch}, "
                 f"trained on {self.split_text}, {self.test_text}")
@@ -117,24 +117,25 @@ class Protocol:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
     def mismatches(self) -> list[str]:
-        """Why this is not the paper's protocol, one short reason per field ([] when it is)."""
+        """Why this is not the paper's protocol, one short reason per field, e.g. '600 iterations (paper: 64k)';
+        [] when it is the paper's."""
         paper, out = self.paper, []
         if self.dataset != paper["dataset"]:
-            out.append(f"{dataset_name(self.dataset)}, not {dataset_name(paper['dataset'])}")
+            out.append(f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})")
         if self.max_iters != paper["max_iters"]:
-            out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations, not {_k(paper['max_iters'])}")
+            out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations (paper: {_k(paper['max_iters'])})")
         if self.schedule != paper["schedule"]:
-            out.append(f"schedule {self.schedule}, not {paper['schedule']}")
+            out.append(f"schedule {self.schedule} (paper: {paper['schedule']})")
         elif "milestones" in paper and (self.milestones, self.milestones_unit) != (paper["milestones"], "iters"):
-            out.append(f"{self.schedule_text}, not at {', '.join(_k(m) for m in paper['milestones'])}")
+            out.append(f"{self.schedule_text} (paper: at {', '.join(_k(m) for m in paper['milestones'])})")
         if self.batch_size != paper["batch_size"]:
-            out.append(f"batch {self.batch_size}, not {paper['batch_size']}")
+            out.append(f"batch {self.batch_size} (paper: {paper['batch_size']})")
         if self.split != paper["split"]:
-            out.append(f"split {self.split} ({self.val_size} held out), not the full training set")
+            out.append(f"split {self.split}, {self.val_size} held out (paper: the full training set)")
         if self.limit_train:
-            out.append(f"{self.limit_train} training images only")
+            out.append(f"first {self.limit_train} training images (paper: all)")
         if self.limit_test:
-            out.append(f"{self.limit_test} test images, not the full test set")
+            out.append(f"first {self.limit_test} test images (paper: the full test set)")
         return out
 
     @property

@@ -28,6 +28,10 @@ def command_template(run) -> str:
     return " ".join(out)
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
+
+
 def _hardware(s: dict) -> str:
     ws = s.get("world_size") or 1
     return f"{s.get('device') or '?'}" + (f" x{ws}" if ws != 1 else "")
@@ -49,6 +53,8 @@ FIELDS = {  # name shown: how to read it from a summary
 
 @dataclass
 class Provenance:
+    """Counts of each field's values over the runs of one table or figure."""
+
     values: dict[str, Counter] = field(default_factory=dict)  # field -> value -> number of runs
     commands: Counter = field(default_factory=Counter)
     n: int = 0
@@ -61,10 +67,11 @@ class Provenance:
     def dirty(self) -> bool:
         return any("uncommitted" in v for v in self.values.get("commit", {}))
 
-    def _field(self, name: str, counts: Counter) -> str:
+    @staticmethod
+    def _field(counts: Counter) -> str:
         if len(counts) == 1:
             return next(iter(counts))
-        return " / ".join(f"{v} ({k} runs)" for v, k in counts.most_common())
+        return " / ".join(f"{v} ({_runs(k)})" for v, k in counts.most_common())
 
     @property
     def flags(self) -> list[str]:
@@ -79,17 +86,17 @@ class Provenance:
         """The Markdown line under a table or figure."""
         if not self.n:
             return "Provenance: no runs.\n"
-        parts = [f"{k} {self._field(k, c)}" for k, c in self.values.items()]
+        parts = [f"{k} {self._field(c)}" for k, c in self.values.items()]
         cmds = self.commands.most_common()
-        cmd = "; ".join(f"`{c}`" + (f" ({k} runs)" if len(cmds) > 1 else "") for c, k in cmds)
+        cmd = "; ".join(f"`{c}`" + (f" ({_runs(k)})" if len(cmds) > 1 else "") for c, k in cmds)
         flag = "".join(f" **Flagged: {f}.**" for f in self.flags)
-        return f"Provenance ({self.n} runs): " + ", ".join(parts) + f"; command {cmd}.{flag}\n"
+        return f"Provenance ({_runs(self.n)}): " + ", ".join(parts) + f"; command {cmd}.{flag}\n"
 
     def short(self) -> str:
         """One line for the foot of a figure (the command is in the report)."""
         if not self.n:
             return ""
-        parts = [f"{k} {self._field(k, c)}" for k, c in self.values.items()]
+        parts = [f"{k} {self._field(c)}" for k, c in self.values.items()]
         return ", ".join(parts) + "".join(f" [{f}]" for f in self.flags)
 
 

@@ -296,10 +296,10 @@ def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: 
                      + "; ".join(f"{g.protocol.heading} ({len(g.runs)} runs)" for g in groups) + ".")
     for g in groups:
         p = g.protocol
-        notes.append(f"{p.heading}: " + ("the paper's protocol; its numbers are compared with the paper's."
+        notes.append(f"{p.heading}. " + ("The paper's protocol: its numbers are compared with the paper's."
                                          if p.matches_paper else
-                                         f"not the paper's protocol ({'; '.join(p.mismatches())}); the paper's "
-                                         "tables and figures give only the layout, and no number is compared with "
+                                         f"Not the paper's protocol — {'; '.join(p.mismatches())}. The paper's "
+                                         "tables and figures give only the layout here; no number is compared with "
                                          "the paper's."))
     parts.append("".join(f"- {n}\n" for n in notes))
     n_tables = n_figures = 0

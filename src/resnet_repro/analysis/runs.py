@@ -120,9 +120,12 @@ def read_metrics(path: Path) -> pd.DataFrame:
 
 def load_run(run_dir: str | Path) -> Run:
     d = Path(run_dir)
+    # The lock before the summary: a trainer that writes "complete" and exits in between is then read as complete,
+    # not as a "running" summary without a process.
+    live = is_live(d)
     summary = json.loads((d / "summary.json").read_text())
     config = OmegaConf.to_container(OmegaConf.load(d / "config.yaml")) if (d / "config.yaml").exists() else {}
-    return Run(summary=summary, config=config, metrics=read_metrics(d / "metrics.jsonl"), path=d, live=is_live(d))
+    return Run(summary=summary, config=config, metrics=read_metrics(d / "metrics.jsonl"), path=d, live=live)
 
 
 def load_runs(root: str | Path) -> list[Run]:

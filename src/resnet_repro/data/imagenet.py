@@ -467,23 +467,5 @@ class ImageNetData:
         return out
 
 
-def loader_throughput(cfg: DataConfig, device: torch.device, batches: int = 50, warmup: int = 5) -> dict[str, float]:
-    """Training images per second the input pipeline delivers on `device` (for the benchmark: data.gpu_decode on/off)."""
-    data = ImageNetData(cfg, device, seed=0)
-    it = data.train_batches(0)
-    for _ in range(warmup):
-        next(it)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        images, _ = next(it)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-    return {"img_per_s": batches * cfg.batch_size / seconds, "batches": batches, "seconds": seconds,
-            "gpu_decode": cfg.gpu_decode, "num_workers": cfg.num_workers}
-
-
 __all__ = ["ImageNetData", "ImageFiles", "IterationBatches", "decode_rgb", "train_view", "center_view",
-           "ten_crop_views", "resize_shorter", "draw_train_params", "sample_seed", "loader_throughput"]
+           "ten_crop_views", "resize_shorter", "draw_train_params", "sample_seed"]
