@@ -19,9 +19,16 @@ import pandas as pd
 import torch
 
 from resnet_repro.analysis import curves
-from resnet_repro.analysis.responses import (FIG7_MODELS, figure7, layer_responses, load_trained_model,
-                                             normalized_test_set, pick_fig7_runs, responses_frame)
 from resnet_repro.analysis.report import shown_path
+from resnet_repro.analysis.responses import (
+    FIG7_MODELS,
+    figure7,
+    layer_responses,
+    load_trained_model,
+    normalized_test_set,
+    pick_fig7_runs,
+    responses_frame,
+)
 from resnet_repro.analysis.runs import group_runs, load_runs
 from resnet_repro.cli import exit_on_user_error
 
@@ -42,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g for g in groups if g.family == "cifar" and args.dataset in (None, g.protocol.dataset)]
     chosen_by_group = [(g, chosen) for g in groups if (chosen := pick_fig7_runs(g.runs))]
     if not chosen_by_group:
-        print(f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under {args.runs}; "
-              f"train them first (`make reproduce-cifar`).", file=sys.stderr)
+        print(f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under "
+              f"{args.runs}; train them first (`make reproduce-cifar`).", file=sys.stderr)
         return 1
 
     out = Path(args.out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)])
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__),
+                                                            *(sys.argv[1:] if argv is None else argv)])
     test_sets = {}
     for group, chosen in chosen_by_group:  # one Figure 7 per protocol: responses of two protocols are never mixed
         missing = [m for m in FIG7_MODELS if m not in chosen]

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 CIFAR = ["plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 FASHION = {"data.name": "fashion_mnist"}
 SHORT = {"trainer.max_iters": 600, "schedule.milestones": [400, 500], "data.limit_test": 1000}  # the demo's schedule
+
+
+def depth_of(model: str) -> int:
+    return int(re.sub(r"\D", "", model))
 
 
 def make_run(root: Path, model: str, seed: int, final_err: float, status: str = "complete", experiment="cifar10",
@@ -53,11 +58,12 @@ def make_run(root: Path, model: str, seed: int, final_err: float, status: str = 
     its = np.linspace(last / len(errs), last, len(errs)).astype(int)
     with open(d / "metrics.jsonl", "w") as f:
         for it, te in zip(its, errs):
-            f.write(json.dumps({"iter": int(it), "epoch": it / 391, "lr": 0.1, "train_loss": 1.0, "train_err": te - 0.03,
-                                "test_loss": 1.0, "test_err": te, "img_per_s": 1e4, "wall_s": float(it)}) + "\n")
+            f.write(json.dumps({"iter": int(it), "epoch": it / 391, "lr": 0.1, "train_loss": 1.0,
+                                "train_err": te - 0.03, "test_loss": 1.0, "test_err": te, "img_per_s": 1e4,
+                                "wall_s": float(it)}) + "\n")
         if status == "running":
             f.write('{"iter": 99999, "test_e')  # a half-written line
-    s = {"model": model, "family": family, "depth": int(model.lstrip("plainresnet")), "shortcut": "A",
+    s = {"model": model, "family": family, "depth": depth_of(model), "shortcut": "A",
          "dataset": config["data"]["name"], "split": config["data"]["split"], "seed": seed, "experiment": experiment,
          "params": 269722, "flops": 41_000_000, "final_test_err": errs[-1], "best_test_err": min(errs),
          "best_val_err": None, "iters": int(last), "max_iters": config["trainer"]["max_iters"], "wall_s": 3600.0,
@@ -72,6 +78,12 @@ def text_of(fig) -> str:
     """The figure's title and foot notes as one line (they are wrapped to the figure's width)."""
     parts = [fig._suptitle.get_text() if fig._suptitle else ""] + [t.get_text() for t in fig.texts]
     return " ".join(" ".join(parts).split())
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 @contextmanager
@@ -91,7 +103,7 @@ def cifar_root(tmp_path):
     make_run(root, "resnet110", 0, 0.07, status="failed")
     for m in CIFAR:
         if m not in ("resnet20", "resnet110"):
-            make_run(root, m, 0, 0.07 + 0.001 * int(m.lstrip("plainresnet")))
+            make_run(root, m, 0, 0.07 + 0.001 * depth_of(m))
     return root
 
 
@@ -381,7 +393,8 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     assert "NVIDIA H100" in report and "| 60 min |" in report and "scripts/make_figures.py" in report and "![" in report
     assert "Degradation (Figure 1's claim)" in report and "(reproduced)" in report and "failed" in report
     assert report.count("Provenance (") >= 8 and STOPPED in report
-    assert "Published numbers of other repositories (CIFAR-10" in report and "akamaster/pytorch_resnet_cifar10" in report
+    assert "Published numbers of other repositories (CIFAR-10" in report
+    assert "akamaster/pytorch_resnet_cifar10" in report
     assert "bearpaw/pytorch-classification" in report and "| 6.11 |" in report
     assert "Published numbers of other repositories (ImageNet" in report
 
@@ -391,7 +404,8 @@ def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
     df = tables.peers_table("cifar10", runs)
     aka = df[(df.source.str.startswith("akamaster")) & (df.model == "resnet20")].iloc[0]
     assert (aka.test_error_pct, aka.selection, aka.ours_n) == (8.27, "best on the test set", 3)
-    direct = np.mean([100 * tables.best_test_err_during_training(r) for r in runs if r.model == "resnet20" and r.complete])
+    direct = np.mean([100 * tables.best_test_err_during_training(r) for r in runs
+                      if r.model == "resnet20" and r.complete])
     assert aka.ours_mean_pct == pytest.approx(direct)
     reme = df[(df.source.str.startswith("raphaelreme")) & (df.model == "resnet20")].iloc[0]
     assert reme.selection == "final" and reme.ours_mean_pct == pytest.approx(9.0)  # the final error, as theirs
@@ -402,7 +416,8 @@ def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
 
 def test_deviations_from_config(tmp_path):
     make_run(tmp_path, "resnet110", 0, 0.07, max_iters=2000,
-             cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist", "schedule.warmup": False})
+             cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist",
+                  "schedule.warmup": False})
     (run,) = load_runs(tmp_path)
     devs = " | ".join(deviations(run))
     for s in ["trainer.max_iters=2000", "data.split=paper", "data.limit_train=1000", "data.name=fashion_mnist",
@@ -551,7 +566,8 @@ class FakeWandbRun:
 
 def test_wandb_conversion():
     run = run_from_wandb(FakeWandbRun())
-    assert (run.model, run.seed, run.status, run.experiment, run.dataset) == ("resnet56", 2, "failed", "cifar10", "cifar10")
+    assert (run.model, run.seed, run.status, run.experiment, run.dataset) == ("resnet56", 2, "failed", "cifar10",
+                                                                              "cifar10")
     assert run.cfg("trainer.max_iters") == 64000 and run.summary["params"] == 853018
     assert list(run.metrics.columns) == ["iter", "train_err", "test_err"] and list(run.metrics["iter"]) == [1000, 2000]
     assert run.summary["iters"] == 2000 and not run.complete and run.live is None

@@ -122,7 +122,8 @@ def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[
 
 
 def _error_ylim(runs: list[Run], models: list[str], paper_top: float = 20) -> tuple[float, float]:
-    """The paper's 0-20 % range, raised when a net ends above it (short runs such as `make demo`), so its curve shows."""
+    """The paper's 0-20 % range, raised when a net ends above it (short runs such as `make demo`), so its curve
+    shows."""
     final = [100 * r.metrics[c].dropna().iloc[-1] for r in runs if r.model in models
              for c in ("train_err", "test_err") if c in r.metrics and r.metrics[c].notna().any()]
     top = max([paper_top, *final])
@@ -238,8 +239,10 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
             ax.remove()  # no empty axes in the grid
         for row in axes:
             row[0].set_ylabel("final test error (%)")
-        note = ("Lines: the paper's CIFAR-10 numbers (dashed; dotted: its mean)." if draw_paper else
-                "The paper's numbers are not drawn: " + (protocol.not_comparable if protocol else "no runs") + ".")
+        if draw_paper:
+            note = "Dashed: the paper's CIFAR-10 number (ResNet-110: its best of 5; dotted: its mean of 5)."
+        else:
+            note = "The paper's numbers are not drawn: " + (protocol.not_comparable if protocol else "no runs") + "."
         return titled(fig, runs, "final test error per seed", [note])
 
 

@@ -88,7 +88,8 @@ class Protocol:
 
     @property
     def split_text(self) -> str:
-        train = "the full training set" if self.split == "full" else f"training set minus {self.val_size} held out"
+        train = ("the full training set" if self.split == "full"
+                 else f"the training set minus {self.val_size} held out for validation")
         if self.limit_train:
             train = f"the first {self.limit_train} training images"
         return train
@@ -150,18 +151,20 @@ class Protocol:
 
 def protocol_of(run) -> Protocol:
     """The run's Protocol from its config.yaml (summary fields where the config lacks them, e.g. W&B exports)."""
-    milestones = _get(run, "schedule.milestones") or []
-    kind = _get(run, "schedule.kind")
+    kind = str(getattr(k := _get(run, "schedule.kind"), "name", k))
+    split = run.summary.get("split") or _get(run, "data.split")
+    # fields that do not act under this split or schedule are left out, so that they do not split a group
+    milestones = (_get(run, "schedule.milestones") or []) if kind != "plateau" else []
     return Protocol(
         experiment=run.experiment,
         dataset=run.dataset,
-        split=run.summary.get("split") or _get(run, "data.split"),
-        val_size=_get(run, "data.val_size"),
+        split=split,
+        val_size=_get(run, "data.val_size") if split != "full" else None,
         limit_train=int(_get(run, "data.limit_train") or 0),
         limit_test=int(_get(run, "data.limit_test") or 0),
         batch_size=_get(run, "data.batch_size"),
         max_iters=run.cfg("trainer.max_iters") or run.summary.get("max_iters") or _get(run, "trainer.max_iters"),
-        schedule=str(getattr(kind, "name", kind)),
+        schedule=kind,
         milestones=tuple(int(m) for m in milestones),
         milestones_unit=str(getattr(u := _get(run, "schedule.milestones_unit"), "name", u)),
     )

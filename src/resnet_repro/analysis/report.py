@@ -120,14 +120,11 @@ def runs_section(runs: list[Run]) -> str:
                      str(s.get("device", "?")), str(s.get("precision", "?")), str(s.get("git_commit") or "?")[:7]
                      + ("+" if s.get("git_dirty") else ""), _wall(s.get("wall_s")), f"`{s.get('command', '?')}`"])
     total = sum(r.summary.get("wall_s") or 0 for r in runs)
-    return markdown(["experiment", "data set", "net", "seed", "status", "iters", "final test err (%)", "device",
-                     "precision", "commit", "wall time", "command"], rows) + (
+    header = ["experiment", "data set", "net", "seed", "status", "iters", "final test err (%)", "device", "precision",
+              "commit", "wall time", "command"]
+    return tables.markdown(header, rows) + (
         f"\nTotal wall time of the runs: {_wall(total)}. Status: read from the run directory's lock where the records "
-        f"say \"running\" (\"stopped (no process)\": no process holds it). Commit: + marks uncommitted changes.\n")
-
-
-def markdown(header, rows) -> str:
-    return tables.markdown(header, rows)
+        "say \"running\" (\"stopped (no process)\": no process holds it). Commit: + marks uncommitted changes.\n")
 
 
 def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str]:
@@ -253,15 +250,15 @@ def _seed_blocks(sec: Section, out: Path) -> None:
 
 def _imagenet_section(sec: Section, out: Path) -> None:
     g, title = sec.group, sec.group.protocol.title
-    wanted = {m for models, _ in curves.FIG4_PANELS for m in models}
-    if path := _save(curves.figure4(g.runs), out, f"fig4{g.suffix}"):
-        sec.figure(f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}", path,
-                   [r for r in g.runs if r.model in wanted])
     for t, df in tables.imagenet_tables(g.runs).items():
         md = tables.imagenet_markdown(df)
         tables.write_table(df, md, out / "tables", f"table{t}{g.suffix}")
         sec.table(f"Table {t} (the paper's rows): ImageNet val error — {title}", md, g.runs)
     _seed_blocks(sec, out)
+    wanted = {m for models, _ in curves.FIG4_PANELS for m in models}
+    if path := _save(curves.figure4(g.runs), out, f"fig4{g.suffix}"):
+        sec.figure(f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}", path,
+                   [r for r in g.runs if r.model in wanted])
 
 
 def _peers_blocks(groups: list[Group]) -> list[str]:

@@ -73,7 +73,8 @@ class Run:
     @property
     def experiment(self) -> str:
         exp = self.cfg("experiment")  # older configs: a string; now a Hydra config group, the name in experiment_name
-        return self.summary.get("experiment") or self.cfg("experiment_name") or (exp if isinstance(exp, str) else "default")
+        return (self.summary.get("experiment") or self.cfg("experiment_name")
+                or (exp if isinstance(exp, str) else "default"))
 
     @property
     def shortcut(self) -> str | None:
@@ -143,8 +144,9 @@ def summaries_frame(runs: list[Run]) -> pd.DataFrame:
 
 @dataclass
 class Group:
-    """Runs that share one Protocol: one set of tables and figures. `suffix` goes into their file names (fig1{suffix}.png):
-    empty for the primary group of a family, so that a run root with one protocol keeps the plain names."""
+    """Runs that share one Protocol: one set of tables and figures. `suffix` goes into their file names
+    (fig1{suffix}.png): empty for the primary group of a family, so that a run root with one protocol keeps the
+    plain names."""
 
     protocol: Protocol
     runs: list[Run]

@@ -89,7 +89,8 @@ def table6(runs: list[Run]) -> pd.DataFrame:
             "params_M_paper": float(p.params_M.iloc[0]) if len(p) else np.nan,
             "params_M_ours": params[0] / 1e6 if params else np.nan,
             "paper_err_pct": p_err, "paper_mean_pct": p_mean, "paper_std_pct": p_std, "paper_best_of": p_best_of,
-            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"], "ours_best_pct": final["best"],
+            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"],
+            "ours_best_pct": final["best"],
             "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in sorted(done, key=lambda r: r.seed)),
             "test_selected_mean_pct": selected["mean"], "test_selected_std_pct": selected["std"],
             "test_selected_n": selected["n"],
@@ -166,9 +167,9 @@ def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
     else:
         text += (" ours − paper is left empty: these runs are not the paper's protocol, and a difference would "
                  "compare two different experiments.")
-    text += (f" The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
-             f"selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
-             f"the paper's protocol.\n")
+    text += (" The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
+             "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
+             "the paper's protocol.\n")
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"
     return text
@@ -193,7 +194,8 @@ def seeds_table(runs: list[Run]) -> pd.DataFrame:
         selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
         rows.append({"model": model, "n": final["n"], "mean_pct": final["mean"], "std_pct": final["std"],
                      "best_pct": final["best"],
-                     "seeds": ", ".join(f"{r.seed}: {100 * final_err(r):.2f}" for r in done if final_err(r) is not None),
+                     "seeds": ", ".join(f"{r.seed}: {100 * final_err(r):.2f}" for r in done
+                                        if final_err(r) is not None),
                      "test_selected_mean_pct": selected["mean"], "test_selected_n": selected["n"]})
     return pd.DataFrame(rows, columns=["model", "n", "mean_pct", "std_pct", "best_pct", "seeds",
                                        "test_selected_mean_pct", "test_selected_n"])
@@ -242,8 +244,8 @@ def peers_markdown(df: pd.DataFrame, have_comparable: bool) -> str:
                      p.selection, p.protocol_note, ours])
     text = markdown(["repository", "net", "shortcut", "their test error (%)", "runs", "epochs", "how it was chosen",
                      "their protocol", "ours, chosen the same way (%)"], rows)
-    text += ("\nTheir numbers as published (paper/peers.csv), not rerun here. \"best on the test set\": the lowest test "
-             "error over training, i.e. the test set is used for model selection; \"final\": the net at the end.")
+    text += ("\nTheir numbers as published (paper/peers.csv), not rerun here. \"best on the test set\": the lowest "
+             "test error over training, i.e. the test set is used for model selection; \"final\": the net at the end.")
     if not have_comparable:
         text += (f" No run of ours is on {dataset_name(df.dataset.iloc[0]) if len(df) else 'this data set'} with the "
                  "paper's protocol, so nothing is put beside them.")
