@@ -232,6 +232,8 @@ class Trainer:
             raise
         self.t_start = self.window_start = time.perf_counter()
         self.images_in_window = 0
+        if self.is_main and self.state.iteration == 0:  # the start of the path a loss landscape follows
+            save_checkpoint(self.checkpoint(), self.run_dir.init)
         self.write_summary("running")
         self.progress = Progress(self.cfg.trainer.progress, self.state.iteration, self.cfg.trainer.max_iters,
                                  enabled=self.is_main)
