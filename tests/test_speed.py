@@ -1,5 +1,5 @@
 """The fast path's guarantees, not its speed (make bench measures that): the training loop does not wait for the
-device between logging points; a multi-seed job equals its single-seed runs; the benchmark writes its report."""
+device between logging points; a multi-seed job equals its single-seed runs."""
 
 import json
 import warnings
@@ -13,7 +13,8 @@ import torch
 from resnet_repro.engine.multiseed import lane_dirs
 from resnet_repro.engine.run import train
 from support.configs import TINY_RUN, compose_train_config
-from support.runs import read_metrics as read_rows, without_timing
+from support.runs import read_metrics as read_rows
+from support.runs import without_timing
 
 # Tensor methods that make the host wait for the device (on a GPU), and host data copied to the device.
 SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -257,37 +258,6 @@ def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fash
         assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][p]["momentum_buffer"])
     assert b["optimizer"]["param_groups"][0]["lr"] == a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)
     assert isinstance(b["optimizer"]["param_groups"][0]["lr"], float)
-
-
-def test_bench_writes_its_report(tmp_path):
-    """A tiny run of two benchmarks: the JSON has the documented schema and the Markdown table its rows."""
-    from resnet_repro.bench import main
-
-    out = tmp_path / "bench.json"
-    report = main(["--quick", "--device", "cpu", "--threads", "1", "--out", str(out), "--only", "sgd_step_resnet110",
-                   "multiseed3_resnet20"])
-    on_disk = json.loads(out.read_text())
-    assert on_disk == json.loads(json.dumps(report))
-    assert {"host", "device", "torch", "results"} <= set(on_disk)
-    sgd, multiseed = on_disk["results"]
-    assert sgd["name"] == "sgd_step_resnet110" and sgd["unit"] == "steps/s"
-    assert sgd["baseline"] > 0 and sgd["ours"] > 0 and sgd["ratio"] == pytest.approx(sgd["ours"] / sgd["baseline"])
-    assert multiseed["ours"] is None and "skipped" in multiseed["details"]
-    table = out.with_suffix(".md").read_text()
-    assert "| sgd_step_resnet110 | steps/s |" in table and "--only" in table
-
-
-def test_resnet1202_memory_runs_on_a_cpu_only_when_named():
-    """Its skip message names the --only argument that runs it; that argument must then run it."""
-    from resnet_repro.bench import make_settings, parse_args, peak_memory_skip_reason
-
-    def parse_settings(argv):
-        return make_settings(parse_args(argv))
-
-    reason = peak_memory_skip_reason(parse_settings(["--device", "cpu"]), "resnet1202")
-    named = reason.split("--only ")[1].rstrip(")")
-    assert peak_memory_skip_reason(parse_settings(["--device", "cpu", "--only", named]), "resnet1202") is None
-    assert peak_memory_skip_reason(parse_settings(["--device", "cpu"]), "resnet110") is None
 
 
 def test_compiled_training_follows_the_eager_trajectory(tmp_path, fashion_mnist_dir, monkeypatch):
