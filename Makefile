@@ -3,22 +3,37 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SEEDS ?= 3# seeds per network for the CIFAR sweep
+DATASET ?= cifar10# the CIFAR sweep: cifar10 (the paper) | cifar100 (the same nets and protocol, configs/experiment/cifar100/)
 PROFILE ?= paper# paper: the full 64k-iteration protocol | smoke: the same pipeline with a few iterations
-LAUNCHER ?= local# local | slurm (configs/launcher/slurm.yaml; set its keys with ARGS='hydra.launcher.partition=...')
-CIFAR_ROOT ?= data/cifar10
+LAUNCHER ?= local# local | slurm (configs/launcher/slurm.yaml; set its keys with ARGS='hydra.launcher.partition=...') | ray (configs/launcher/ray.yaml: this machine's GPUs, or the Ray cluster of RAY_ADDRESS)
+EXTRAS ?= dev# the extras of pyproject.toml that venv installs, e.g. EXTRAS=dev,ray (LAUNCHER=ray adds ray)
+CIFAR_ROOT ?= data/$(DATASET)
 ARGS ?=# extra Hydra overrides for the training targets, or pytest arguments for the test targets
 
 # One experiment file per paper result: the sweeps run every file of a folder.
 experiments_in = $(basename $(notdir $(wildcard configs/experiment/$(1)/*.yaml)))
-CIFAR_NETS := $(call experiments_in,cifar10)
+ifeq ($(filter $(DATASET),cifar10 cifar100),)
+  $(error DATASET=$(DATASET) is unknown: use DATASET=cifar10 or DATASET=cifar100)
+endif
+CIFAR_FOLDER := $(if $(filter cifar100,$(DATASET)),cifar-100-python,cifar-10-batches-py)
+CIFAR_NETS := $(call experiments_in,$(DATASET))
 comma := ,
 empty :=
 space := $(empty) $(empty)
-CIFAR_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix cifar10/,$(CIFAR_NETS)))
+CIFAR_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix $(DATASET)/,$(CIFAR_NETS)))
+
+extras_in = $(subst $(comma),$(space),$(1))
+ifeq ($(LAUNCHER),ray)
+  ifeq ($(filter ray,$(call extras_in,$(EXTRAS))),)
+    override EXTRAS := $(EXTRAS),ray
+  endif
+endif
+# The extras .venv has (its stamp lists them; an empty stamp is from before EXTRAS): venv installs again if one is missing.
+INSTALLED_EXTRAS := $(or $(shell cat $(VENV)/.installed 2>/dev/null),$(if $(wildcard $(VENV)/.installed),dev))
 
 ifeq ($(PROFILE),smoke)
-  # Tiny iteration counts and evaluation sets; CIFAR-10 if it is there, otherwise Fashion-MNIST (what this checks is the pipeline).
-  SMOKE_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
+  # Tiny iteration counts and evaluation sets; DATASET if it is there, otherwise Fashion-MNIST (what this checks is the pipeline).
+  SMOKE_DATA := $(if $(wildcard $(CIFAR_ROOT)/$(CIFAR_FOLDER)),data=$(DATASET) data.root=$(CIFAR_ROOT),data=fashion_mnist)
   SMOKE_OUT ?= results/smoke
   PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=256 run_root=$(SMOKE_OUT)/runs
   RUN_ROOT := $(SMOKE_OUT)/runs
@@ -32,17 +47,18 @@ else
   $(error PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke)
 endif
 
-.PHONY: help venv test test-fast reproduce-cifar prepare-cifar figures demo bench model-table
+.PHONY: help venv test test-fast reproduce-cifar prepare-cifar figures demo bench model-table FORCE
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
 venv: $(VENV)/.installed  ## the virtual environment (pinned versions from requirements/constraints.txt)
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt $(if $(filter-out $(INSTALLED_EXTRAS),$(call extras_in,$(EXTRAS))),FORCE)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
-	touch $@
+	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
+	echo $(sort $(INSTALLED_EXTRAS) $(call extras_in,$(EXTRAS))) > $@
+FORCE:
 
 test: venv  ## the whole test suite (about 9 minutes on 2 cores)
 	$(PY) -m pytest $(ARGS)
@@ -50,10 +66,10 @@ test: venv  ## the whole test suite (about 9 minutes on 2 cores)
 test-fast: venv  ## the tests without the slow and SLURM ones
 	$(PY) -m pytest -m "not slow and not slurm" $(ARGS)
 
-prepare-cifar: venv  ## download CIFAR-10 to CIFAR_ROOT once (torchvision verifies the checksums)
-	$(PY) scripts/prepare_data.py cifar10 --root $(CIFAR_ROOT)
+prepare-cifar: venv  ## download DATASET (CIFAR-10, or DATASET=cifar100) to CIFAR_ROOT once (torchvision verifies the checksums)
+	$(PY) scripts/prepare_data.py $(DATASET) --root $(CIFAR_ROOT)
 
-reproduce-cifar: venv $(if $(filter paper,$(PROFILE)),prepare-cifar)  ## every CIFAR-10 run of the paper x SEEDS, then the figures
+reproduce-cifar: venv $(if $(filter paper,$(PROFILE)),prepare-cifar)  ## every CIFAR-10 run of the paper (DATASET=cifar100: the same on CIFAR-100) x SEEDS, then the figures
 	$(PY) scripts/train.py -m experiment=$(CIFAR_EXPERIMENTS) 'seed=range(0,$(SEEDS))' launcher=$(LAUNCHER) $(PROFILE_ARGS) $(ARGS)
 	$(MAKE) figures PROFILE=$(PROFILE)
 
@@ -63,8 +79,10 @@ figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from 
 
 # The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).
 DEMO_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
+DEMO_LANDSCAPE := --grid 11 --line-points 11 --images 128# the loss landscapes of plain-56 and ResNet-56: about a minute on 2 CPU cores
 demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU in under 20 minutes: the degradation problem, then its fix
 	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) $(ARGS)
+	$(PY) scripts/loss_landscape.py --run results/demo/runs/demo/plain56/seed* results/demo/runs/demo/resnet56/seed* $(DEMO_LANDSCAPE)
 	$(MAKE) figures RUN_ROOT=results/demo/runs FIGURES_OUT=results/demo
 
 model-table: venv  ## results/tables/architectures.md: layers, parameters and FLOPs against the paper

@@ -9,17 +9,17 @@ the same overrides, so the run resumes in its own directory) is hydra-submitit-l
 from __future__ import annotations
 
 import logging
-import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, List, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
+
+from hydra_plugins.resnet_repro_launchers.report import error_line, exit_if_any_failed, failed_run, task_error
 
 log = logging.getLogger(__name__)
 # How long a finished job may take to show its result file (slow shared file systems), counted once per sweep; a job
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 RESULT_GRACE_S = 15.0
 FAILED_GRACE_S = 2.0
 FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-_ERROR_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
@@ -84,32 +83,19 @@ def collect_results(jobs: Sequence[Any], names: Sequence[str]) -> List[JobReturn
             task._results_timeout_s = min(grace, FAILED_GRACE_S) if failed else grace
             error = task.exception()
             if error is not None:
-                failure = (task, _error_line(task.stderr() or "") or _error_line(str(error)))
+                failure = (task, error_line(task.stderr() or "") or error_line(str(error)))
                 break
         if failure is None:
             task = job.task(0)
             ret = task.results()[0]
-            if ret.status == JobStatus.FAILED:
-                try:
-                    ret.return_value
-                except Exception as err:  # the run's exception, caught by Hydra inside the job
-                    failure = (task, f"{type(err).__name__}: {err}")
+            reason = task_error(ret)  # the run's exception, caught by Hydra inside the job
+            if reason is not None:
+                failure = (task, reason)
             returns.append(ret)
         if failure is not None:
             task, reason = failure
             state = task.get_info().get("State", "")  # sacct may still say RUNNING for a job that ended in Python
             state = "" if state in ("", "PENDING", "RUNNING", "COMPLETING", "REQUEUED") else f" {state}"
-            failures.append(f"  {name}: job {task.job_id}{state}{': ' + reason if reason else ''}\n"
-                            f"    log: {task.paths.stderr}")
-    if failures:
-        print(f"error: {len(failures)} of {len(jobs)} runs failed:\n" + "\n".join(failures), file=sys.stderr, flush=True)
-        raise SystemExit(1)
+            failures.append(failed_run(name, f"job {task.job_id}{state}", reason, task.paths.stderr))
+    exit_if_any_failed(failures, len(jobs))
     return returns
-
-
-def _error_line(text: str) -> str:
-    """The last line of a log that states an error (ours: `error: ...`; Python's: `SomeError: ...`)."""
-    for line in reversed(text.splitlines()):
-        if _ERROR_LINE.match(line.strip()):
-            return line.strip()
-    return ""
