@@ -37,14 +37,31 @@ USER_ERROR_EXIT = 2
 
 
 def tiny(data_root: Path | str = "/usr/share/datasets/fashion-mnist") -> list[str]:
-    return ["data=fashion_mnist", f"data.root={data_root}", "data.limit_train=1024", "data.limit_test=128",
-            "data.val_size=128", "data.batch_size=32", "data.eval_batch_size=128", "model.name=resnet8",
-            "model.family=cifar", "trainer.max_iters=20", "trainer.eval_every=10", "trainer.checkpoint_every=10",
-            "trainer.progress=log"]
+    return [
+        "data=fashion_mnist",
+        f"data.root={data_root}",
+        "data.limit_train=1024",
+        "data.limit_test=128",
+        "data.val_size=128",
+        "data.batch_size=32",
+        "data.eval_batch_size=128",
+        "model.name=resnet8",
+        "model.family=cifar",
+        "trainer.max_iters=20",
+        "trainer.eval_every=10",
+        "trainer.checkpoint_every=10",
+        "trainer.progress=log",
+    ]
 
 
-def train(run_dir: Path | str, *overrides: str, env: dict | None = None, data_root=None, timeout: float = 180,
-          cmd: list[str] | None = None) -> subprocess.CompletedProcess:
+def train(
+    run_dir: Path | str,
+    *overrides: str,
+    env: dict | None = None,
+    data_root=None,
+    timeout: float = 180,
+    cmd: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     base = tiny(data_root) if data_root else tiny()
     return run_command([*(cmd or train_command()), *base, f"hydra.run.dir={run_dir}", *overrides], env, timeout)
 
@@ -63,8 +80,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def assert_unchanged(before: dict[str, bytes], run_dir: Path, ignore: tuple[str, ...] = ()) -> None:
@@ -115,39 +135,61 @@ def made_up_run(tmp_path) -> Path:
 
 
 # ----- config -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("override, fragments", [
-    ("trainer.max_iter=5", ["trainer.max_iter", "not in 'TrainerConfig'"]),  # Hydra refuses it
-    ("+trainer.foo=5", ["unknown config key trainer.foo"]),  # Hydra adds it (the + says so); the schema check refuses
-    ("model=resnet21", ["model/resnet21", "resnet20"]),  # no such config file: the error lists the options
-], ids=["unknown_key", "added_unknown_key", "unknown_config_option"])
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("trainer.max_iter=5", ["trainer.max_iter", "not in 'TrainerConfig'"]),  # Hydra refuses it
+        (
+            "+trainer.foo=5",
+            ["unknown config key trainer.foo"],
+        ),  # Hydra adds it (the + says so); the schema check refuses
+        ("model=resnet21", ["model/resnet21", "resnet20"]),  # no such config file: the error lists the options
+    ],
+    ids=["unknown_key", "added_unknown_key", "unknown_config_option"],
+)
 def test_unknown_config_key(made_up_run, override, fragments):
     before = snapshot(made_up_run)
     assert_one_line_error(train(made_up_run, override), *fragments)
     assert_unchanged(before, made_up_run)
 
 
-@pytest.mark.parametrize("override, fragments", [
-    ("trainer.max_iters=many", ["trainer.max_iters=many", "could not be converted to Integer"]),
-    ("optim.lr=fast", ["optim.lr=fast", "Float"]),
-    ("trainer.eval_every=2.5", ["trainer.eval_every", "Integer"]),
-])
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("trainer.max_iters=many", ["trainer.max_iters=many", "could not be converted to Integer"]),
+        ("optim.lr=fast", ["optim.lr=fast", "Float"]),
+        ("trainer.eval_every=2.5", ["trainer.eval_every", "Integer"]),
+    ],
+)
 def test_wrong_type(made_up_run, override, fragments):
     before = snapshot(made_up_run)
     assert_one_line_error(train(made_up_run, override), *fragments)
     assert_unchanged(before, made_up_run)
 
 
-@pytest.mark.parametrize("override, fragments", [
-    ("data.batch_size=0", ["data.batch_size=0: must be a positive whole number"]),
-    ("trainer.eval_every=0", ["trainer.eval_every=0: must be a positive whole number"]),
-    ("trainer.checkpoint_every=0", ["trainer.checkpoint_every=0: must be a positive whole number"]),
-    ("optim.lr=-1", ["optim.lr=-1.0: the learning rate must be greater than 0"]),
-    ("trainer.max_iters=0", ["trainer.max_iters=0: must be a positive whole number"]),
-    ("trainer.max_iters=-5", ["trainer.max_iters=-5: must be a positive whole number"]),
-    ("data.val_size=60000", ["data.val_size=60000 leaves no training images: fashion_mnist has 60000"]),
-    ("trainer.precision=bf61", ["trainer.precision", "bf61", "auto, bf16, fp32"]),  # an Enum: refused by Hydra
-], ids=["batch_size", "eval_every", "checkpoint_every", "lr", "max_iters_0", "max_iters_negative", "val_size",
-        "precision"])
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("data.batch_size=0", ["data.batch_size=0: must be a positive whole number"]),
+        ("trainer.eval_every=0", ["trainer.eval_every=0: must be a positive whole number"]),
+        ("trainer.checkpoint_every=0", ["trainer.checkpoint_every=0: must be a positive whole number"]),
+        ("optim.lr=-1", ["optim.lr=-1.0: the learning rate must be greater than 0"]),
+        ("trainer.max_iters=0", ["trainer.max_iters=0: must be a positive whole number"]),
+        ("trainer.max_iters=-5", ["trainer.max_iters=-5: must be a positive whole number"]),
+        ("data.val_size=60000", ["data.val_size=60000 leaves no training images: fashion_mnist has 60000"]),
+        ("trainer.precision=bf61", ["trainer.precision", "bf61", "auto, bf16, fp32"]),  # an Enum: refused by Hydra
+    ],
+    ids=[
+        "batch_size",
+        "eval_every",
+        "checkpoint_every",
+        "lr",
+        "max_iters_0",
+        "max_iters_negative",
+        "val_size",
+        "precision",
+    ],
+)
 def test_a_value_out_of_range(made_up_run, override, fragments):
     """Refused before anything is read or written; a run of 0 iterations is never recorded as complete."""
     before = snapshot(made_up_run)
@@ -165,8 +207,9 @@ def test_depth_not_6n_plus_2(tmp_path, fashion_mnist_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("shortcut", ["D"])
 def test_shortcut_not_a_b_or_c(tmp_path, fashion_mnist_dir, shortcut):
-    line = assert_one_line_error(train(tmp_path / "run", f"model.shortcut={shortcut}", data_root=fashion_mnist_dir),
-                                 f"'{shortcut}'", "A, B, C")
+    line = assert_one_line_error(
+        train(tmp_path / "run", f"model.shortcut={shortcut}", data_root=fashion_mnist_dir), f"'{shortcut}'", "A, B, C"
+    )
     assert "shortcut" in line
     assert is_empty_run(tmp_path / "run")
 
@@ -239,8 +282,15 @@ def test_corrupt_cifar10_file(fake_cifar10, tmp_path):
     root, md5 = fake_cifar10
     table = write_md5_table(tmp_path / "md5.json", md5)
     command = cifar10_command(table, "scripts/train.py")
-    cifar = ["data=cifar10", f"data.root={root}", "data.val_size=50", "data.batch_size=25", "data.limit_test=0",
-             "trainer.max_iters=2", "trainer.eval_every=2"]
+    cifar = [
+        "data=cifar10",
+        f"data.root={root}",
+        "data.val_size=50",
+        "data.batch_size=25",
+        "data.limit_test=0",
+        "trainer.max_iters=2",
+        "trainer.eval_every=2",
+    ]
     good = train(tmp_path / "good", *cifar, cmd=command)
     assert good.returncode == 0, good.stderr[-3000:]
     flip_byte(root / CIFAR10_FOLDER / "data_batch_2", 5000)
@@ -289,8 +339,14 @@ def test_corrupt_metrics_line(existing_run, tmp_path):
     before = snapshot(existing_run)
     assert_one_line_error(train(existing_run), f"{metrics} line 1 is not JSON")
     assert_unchanged(before, existing_run)
-    figures = subprocess.run([sys.executable, "scripts/make_figures.py", "--runs", str(existing_run.parent),
-                   "--out", str(tmp_path / "out")], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    figures = subprocess.run(
+        [sys.executable, "scripts/make_figures.py", "--runs", str(existing_run.parent), "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(figures, f"{metrics} line 1 is not JSON")
     assert_unchanged(before, existing_run)
 
@@ -367,8 +423,10 @@ def test_each_process_takes_its_share_of_the_global_batch(tmp_path):
         with gzip.open(folder / f"{name}-labels-idx1-ubyte.gz", "wb") as f:
             f.write(b"\x00\x00\x08\x01" + count.to_bytes(4, "big") + labels)
     cfg = DataConfig(name="fashion_mnist", root=str(folder), split="full", batch_size=32)
-    halves = [small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=r, world_size=2).train_batch(0)
-              for r in (0, 1)]
+    halves = [
+        small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=r, world_size=2).train_batch(0)
+        for r in (0, 1)
+    ]
     whole = small_images.DeviceImageData(cfg, torch.device("cpu"), seed=0).train_batch(0)
     assert [h[0].shape[0] for h in halves] == [16, 16]
     assert torch.equal(torch.cat([h[0] for h in halves]), whole[0])
@@ -392,8 +450,13 @@ def test_second_process_on_a_run_directory_in_use(made_up_run):
 def test_second_training_command_on_a_running_run(tmp_path, fashion_mnist_dir):
     """Two real training commands on one run directory: the second is refused while the first trains on."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "scripts/train.py", *tiny(fashion_mnist_dir), "trainer.max_iters=100000",
-           f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "scripts/train.py",
+        *tiny(fashion_mnist_dir),
+        "trainer.max_iters=100000",
+        f"hydra.run.dir={run_dir}",
+    ]
     first = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -425,8 +488,14 @@ def test_output_directory_that_cannot_be_created(tmp_path):
     result = train(blocker / "run")
     assert_one_line_error(result, f"cannot write {blocker / 'run'}", "hydra.run.dir or run_root")
     assert blocker.read_text() == "not a directory\n"
-    result = subprocess.run([sys.executable, "scripts/train.py", *tiny(), f"run_root={blocker}"], cwd=REPO,
-                            env=child_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", *tiny(), f"run_root={blocker}"],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert_one_line_error(result, f"cannot write {blocker}", "hydra.run.dir or run_root")
 
 
@@ -446,11 +515,16 @@ def read_only(*paths: Path):
     chattr, done = shutil.which("chattr"), []
     try:
         for path in paths:
-            result = subprocess.run([chattr or "chattr", "+i", str(path)], capture_output=True, text=True) \
-                if chattr else None
+            result = (
+                subprocess.run([chattr or "chattr", "+i", str(path)], capture_output=True, text=True)
+                if chattr
+                else None
+            )
             if result is None or result.returncode:
-                pytest.skip("running as root, and `chattr +i` (to make a directory read-only for root) does not work "
-                            f"here: {result.stderr.strip() if result else 'chattr not installed'}")
+                pytest.skip(
+                    "running as root, and `chattr +i` (to make a directory read-only for root) does not work "
+                    f"here: {result.stderr.strip() if result else 'chattr not installed'}"
+                )
             done.append(path)
         yield
     finally:
@@ -478,9 +552,13 @@ def test_existing_run_directory_without_write_permission(made_up_run):
 @pytest.mark.slow
 def test_run_directory_made_by_a_different_config(existing_run):
     before = snapshot(existing_run)
-    line = assert_one_line_error(train(existing_run, "trainer.max_iters=30", "optim.lr=0.05"),
-                                 f"run directory {existing_run} holds a run with a different config",
-                                 "optim.lr: 0.1 -> 0.05", "trainer.max_iters: 20 -> 30", "another hydra.run.dir")
+    line = assert_one_line_error(
+        train(existing_run, "trainer.max_iters=30", "optim.lr=0.05"),
+        f"run directory {existing_run} holds a run with a different config",
+        "optim.lr: 0.1 -> 0.05",
+        "trainer.max_iters: 20 -> 30",
+        "another hydra.run.dir",
+    )
     assert "delete" in line
     assert_unchanged(before, existing_run)
 

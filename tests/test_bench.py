@@ -22,8 +22,20 @@ def parse_settings(argv):
 def test_bench_writes_its_report(tmp_path):
     """A tiny run of two benchmarks: the JSON has the documented schema and the Markdown table its rows."""
     out = tmp_path / "bench.json"
-    report = main(["--quick", "--device", "cpu", "--threads", "1", "--out", str(out), "--only", "sgd_step_resnet110",
-                   "multiseed3_resnet20"])
+    report = main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--only",
+            "sgd_step_resnet110",
+            "multiseed3_resnet20",
+        ]
+    )
     on_disk = json.loads(out.read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert {"host", "device", "torch", "results"} <= set(on_disk)
@@ -47,9 +59,11 @@ def test_data_path_builds_ours_from_in_memory_arrays(tmp_path):
     """Without CIFAR-10 the images are made in memory and handed to DeviceImageData's constructor: its training set
     is those arrays; the data-path case then times batches of it against the DataLoader on the same images (5
     warm-up and 2 timed batches of the DataLoader: 7 x 128 images)."""
-    settings = dataclasses.replace(parse_settings(["--quick", "--device", "cpu", "--threads", "1",
-                                                   "--cifar-root", str(tmp_path / "no-cifar")]),
-                                   data_batches=2, workers=0)
+    settings = dataclasses.replace(
+        parse_settings(["--quick", "--device", "cpu", "--threads", "1", "--cifar-root", str(tmp_path / "no-cifar")]),
+        data_batches=2,
+        workers=0,
+    )
     train, test = cifar_arrays(settings, synthetic_size=(1024, 32))
     data = image_data(train_config(settings, "resnet20"), settings.device, (train, test))
     assert isinstance(data, DeviceImageData)

@@ -45,26 +45,29 @@ def test_every_numeric_key_refuses_a_negative_value():
             load(f"{key}=-1", "schedule.warmup=true")  # warm-up on: its keys are checked only then
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("data.batch_size=0", "data.batch_size=0: must be a positive whole number"),
-    ("data.eval_batch_size=0", "data.eval_batch_size=0: must be a positive"),
-    ("trainer.eval_every=0", "trainer.eval_every=0: must be a positive"),
-    ("trainer.checkpoint_every=0", "trainer.checkpoint_every=0: must be a positive"),
-    ("trainer.max_iters=0", "trainer.max_iters=0: must be a positive"),
-    ("trainer.max_iters=-5", "trainer.max_iters=-5: must be a positive"),
-    ("trainer.seeds_per_job=0", "trainer.seeds_per_job=0"),
-    ("optim.lr=0", "optim.lr=0.0: the learning rate must be greater than 0"),
-    ("optim.lr=-1", "optim.lr=-1.0: the learning rate must be greater than 0"),
-    ("optim.momentum=1", "optim.momentum=1.0: choose a value in [0, 1)"),
-    ("seed=-1", "seed=-1: must be 0 or more"),
-    ("data.val_size=50000", "data.val_size=50000 leaves no training images: cifar10 has 50000"),
-    ("data.val_size=0", "data.val_size=0: must be positive with data.split=paper"),
-    ("data.batch_size=60000", "data.batch_size=60000 is larger than the 45000 training images"),
-    ("schedule.milestones=[48000,32000]", "must be positive and increasing"),
-    ("schedule.gamma=2", "schedule.gamma=2.0: choose a factor in (0, 1]"),
-    ("model.num_classes=5", "model.num_classes=5 does not cover the 10 classes of cifar10"),
-    ("data.crop_size=300", "need data.crop_size <= data.scale_min <= data.scale_max"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.batch_size=0", "data.batch_size=0: must be a positive whole number"),
+        ("data.eval_batch_size=0", "data.eval_batch_size=0: must be a positive"),
+        ("trainer.eval_every=0", "trainer.eval_every=0: must be a positive"),
+        ("trainer.checkpoint_every=0", "trainer.checkpoint_every=0: must be a positive"),
+        ("trainer.max_iters=0", "trainer.max_iters=0: must be a positive"),
+        ("trainer.max_iters=-5", "trainer.max_iters=-5: must be a positive"),
+        ("trainer.seeds_per_job=0", "trainer.seeds_per_job=0"),
+        ("optim.lr=0", "optim.lr=0.0: the learning rate must be greater than 0"),
+        ("optim.lr=-1", "optim.lr=-1.0: the learning rate must be greater than 0"),
+        ("optim.momentum=1", "optim.momentum=1.0: choose a value in [0, 1)"),
+        ("seed=-1", "seed=-1: must be 0 or more"),
+        ("data.val_size=50000", "data.val_size=50000 leaves no training images: cifar10 has 50000"),
+        ("data.val_size=0", "data.val_size=0: must be positive with data.split=paper"),
+        ("data.batch_size=60000", "data.batch_size=60000 is larger than the 45000 training images"),
+        ("schedule.milestones=[48000,32000]", "must be positive and increasing"),
+        ("schedule.gamma=2", "schedule.gamma=2.0: choose a factor in (0, 1]"),
+        ("model.num_classes=5", "model.num_classes=5 does not cover the 10 classes of cifar10"),
+        ("data.crop_size=300", "need data.crop_size <= data.scale_min <= data.scale_max"),
+    ],
+)
 def test_a_value_out_of_range_is_refused(override, fragment):
     with pytest.raises(UserError) as raised:
         load(override)

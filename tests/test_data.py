@@ -39,8 +39,12 @@ def test_batched_crop_flip_matches_a_per_image_computation():
     offsets = torch.tensor([0, 2 * PAD]).repeat_interleave(8)
     corner_dx = torch.tensor([0, 0, 2 * PAD, 2 * PAD] * 4)
     mirror = torch.tensor([False, True]).repeat(8)
-    torch.testing.assert_close(store.batch(edges, offsets, corner_dx, mirror),
-                               reference_augment(images[edges], mean, offsets, corner_dx, mirror), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        store.batch(edges, offsets, corner_dx, mirror),
+        reference_augment(images[edges], mean, offsets, corner_dx, mirror),
+        rtol=0,
+        atol=1e-6,
+    )
     torch.testing.assert_close(store.center(index), normalize(images[index], mean), rtol=0, atol=1e-6)
 
 

@@ -23,10 +23,24 @@ TIMING_KEYS = ("wall_s", "img_per_s")
 
 def command(run_dir: Path, data_root: Path) -> list[str]:
     # checkpoint_every beyond max_iters: the only checkpoints are the interrupted one and the final one
-    return [sys.executable, "scripts/train.py", "data=fashion_mnist", f"data.root={data_root}",
-            "data.limit_train=2048", "data.limit_test=128", "data.val_size=128", "data.batch_size=32",
-            "data.eval_batch_size=128", "model.name=resnet8", "model.family=cifar", "trainer.max_iters=150",
-            "trainer.eval_every=5", "trainer.checkpoint_every=1000", "trainer.progress=log", f"hydra.run.dir={run_dir}"]
+    return [
+        sys.executable,
+        "scripts/train.py",
+        "data=fashion_mnist",
+        f"data.root={data_root}",
+        "data.limit_train=2048",
+        "data.limit_test=128",
+        "data.val_size=128",
+        "data.batch_size=32",
+        "data.eval_batch_size=128",
+        "model.name=resnet8",
+        "model.family=cifar",
+        "trainer.max_iters=150",
+        "trainer.eval_every=5",
+        "trainer.checkpoint_every=1000",
+        "trainer.progress=log",
+        f"hydra.run.dir={run_dir}",
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -44,8 +58,14 @@ def metrics(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_where_it_is_and_the_same_command_resumes(tmp_path, fashion_mnist_dir):
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(command(run_dir, fashion_mnist_dir), cwd=REPO, env=environment(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(run_dir, fashion_mnist_dir),
+        cwd=REPO,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while len(metrics(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)  # training, past its first evaluations
@@ -55,20 +75,26 @@ def test_ctrl_c_checkpoints_where_it_is_and_the_same_command_resumes(tmp_path, f
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("interrupted at iteration ") and last_line.endswith(
-        ": run the same command again to resume"), stderr[-3000:]
+        ": run the same command again to resume"
+    ), stderr[-3000:]
     stopped_at = int(last_line.split()[3].rstrip(":"))
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert 10 <= stopped_at < 150 and state["iteration"] == stopped_at == summary["iters"]
     assert summary["status"] == "interrupted"
 
-    resumed = subprocess.run(command(run_dir, fashion_mnist_dir), cwd=REPO, env=environment(), capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        command(run_dir, fashion_mnist_dir), cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from {run_dir / 'checkpoints' / 'last.pt'} at iteration {stopped_at}" in resumed.stdout + resumed.stderr
+    assert (
+        f"resumed from {run_dir / 'checkpoints' / 'last.pt'} at iteration {stopped_at}"
+        in resumed.stdout + resumed.stderr
+    )
     reference = tmp_path / "uninterrupted"
-    done = subprocess.run(command(reference, fashion_mnist_dir), cwd=REPO, env=environment(), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        command(reference, fashion_mnist_dir), cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert metrics(run_dir) == metrics(reference)
     a, b = (torch.load(d / "checkpoints" / "last.pt", weights_only=False) for d in (run_dir, reference))

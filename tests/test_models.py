@@ -52,7 +52,10 @@ def test_cifar_projection_shortcuts_add_parameters():
     a = build_model("resnet20", shortcut="A").num_params()
     b = build_model("resnet20", shortcut="B").num_params()
     c = build_model("resnet20", shortcut="C").num_params()
-    proj = lambda i, o: i * o + 2 * o  # 1x1 conv without bias + BN affine
+
+    def proj(i, o):
+        return i * o + 2 * o  # 1x1 conv without bias + BN affine
+
     assert b == a + proj(16, 32) + proj(32, 64)  # projections only where the shape changes
     assert c == a + 3 * proj(16, 16) + proj(16, 32) + 2 * proj(32, 32) + proj(32, 64) + 2 * proj(64, 64)
     # Plain nets ignore the shortcut option.
@@ -256,7 +259,7 @@ def test_response_layers_in_forward_order_and_unmodified(name):
     for h in handles:
         h.remove()
     # Shortcut BNs (option C projections) run but are not response layers.
-    assert [m for m in seen if any(m is l for l in layers)] == layers
+    assert [m for m in seen if any(m is layer for layer in layers)] == layers
     num_shortcut_bns = 9 if name == "resnet20" else 0  # one projection BN per block with option C
     assert len(seen) == len(layers) + num_shortcut_bns
     assert all(torch.equal(ref, copy) for ref, copy in outputs.values())

@@ -41,9 +41,19 @@ pytestmark = pytest.mark.slow
 
 ITERS = 40
 RUN = [
-    "data=fashion_mnist", "data.limit_train=2048", "data.limit_test=256", "data.val_size=256", "data.batch_size=32",
-    "data.eval_batch_size=256", "model.name=resnet8", "model.family=cifar", f"trainer.max_iters={ITERS}",
-    "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=log", "seed=0,1",
+    "data=fashion_mnist",
+    "data.limit_train=2048",
+    "data.limit_test=256",
+    "data.val_size=256",
+    "data.batch_size=32",
+    "data.eval_batch_size=256",
+    "model.name=resnet8",
+    "model.family=cifar",
+    f"trainer.max_iters={ITERS}",
+    "trainer.eval_every=20",
+    "trainer.checkpoint_every=20",
+    "trainer.progress=log",
+    "seed=0,1",
 ]
 ON_CPUS = ["launcher=ray", "hydra.launcher.cpus_per_job=1", "hydra.launcher.gpus_per_job=0"]
 # The keys of summary.json that differ between two runs of the same config (the command names its launcher).
@@ -54,8 +64,10 @@ SUMMARY_TIMING_KEYS = ("wall_s", "command")
 def ray_env(tmp_path_factory) -> dict[str, str]:
     """The environment of a sweep that joins the Ray head started here for this module (`ray start --head --block`,
     stopped at the end)."""
-    require_system(importlib.util.find_spec("ray") is not None,
-                   'Ray not installed: pip install -c requirements/constraints.txt -e ".[ray]" (the ray extra)')
+    require_system(
+        importlib.util.find_spec("ray") is not None,
+        'Ray not installed: pip install -c requirements/constraints.txt -e ".[ray]" (the ray extra)',
+    )
     folder = tmp_path_factory.mktemp("ray_head")
     # Ray's own folder, short (its socket paths must stay under 108 characters) and apart from the machine's, so that
     # the address this head records is not left behind for a later `ray.init()` to wait on.
@@ -66,11 +78,25 @@ def ray_env(tmp_path_factory) -> dict[str, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray keeps every address on the loopback (else it uses the machine's own).
-    env = child_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-                    RAY_TMPDIR=str(ray_tmp))
+    env = child_env(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token),
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        RAY_TMPDIR=str(ray_tmp),
+    )
     log = folder / "head.log"
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-           f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"]
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     with open(log, "w") as out:
         # --block: the command stays, and stops every Ray process it started when it gets SIGTERM.
         # cwd: not the sweeps' folder, which the jobs must go to for the relative paths of the command (_data_root).
@@ -127,8 +153,9 @@ def _assert_same_run(run_dir: Path, reference: Path) -> None:
     assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
     summary, ref_summary = read_summary(run_dir), read_summary(reference)
     assert summary["status"] == "complete" and summary["iters"] == ITERS, summary
-    assert ({k: v for k, v in summary.items() if k not in SUMMARY_TIMING_KEYS}
-            == {k: v for k, v in ref_summary.items() if k not in SUMMARY_TIMING_KEYS})
+    assert {k: v for k, v in summary.items() if k not in SUMMARY_TIMING_KEYS} == {
+        k: v for k, v in ref_summary.items() if k not in SUMMARY_TIMING_KEYS
+    }
     model = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")["model"]
     ref_model = load_checkpoint(reference / "checkpoints" / "last.pt", map_location="cpu")["model"]
     assert_same_tensors(model, ref_model, "model")
@@ -214,10 +241,19 @@ def test_a_killed_job_is_reported_and_the_relaunched_sweep_resumes_it(ray_env, r
 
 
 def test_a_job_that_asks_for_a_missing_gpu_fails_in_one_line_before_the_sweep(ray_env, tmp_path):
-    for request, says in (("hydra.launcher.gpus_per_job=1", "hydra.launcher.gpus_per_job=1 but no node of"),
-                          ("hydra.launcher.gpus_per_job=2", "a run trains in one process on one GPU")):
-        cmd = train_command("-m", "launcher=ray", "hydra.launcher.cpus_per_job=1", request, *RUN, "data.root=nowhere",
-                            f"run_root={tmp_path}")
+    for request, says in (
+        ("hydra.launcher.gpus_per_job=1", "hydra.launcher.gpus_per_job=1 but no node of"),
+        ("hydra.launcher.gpus_per_job=2", "a run trains in one process on one GPU"),
+    ):
+        cmd = train_command(
+            "-m",
+            "launcher=ray",
+            "hydra.launcher.cpus_per_job=1",
+            request,
+            *RUN,
+            "data.root=nowhere",
+            f"run_root={tmp_path}",
+        )
         done = run_command(cmd, env=ray_env, timeout=120)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 2 and len(errors) == 1 and says in errors[0], done.stderr

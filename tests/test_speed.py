@@ -19,8 +19,14 @@ from support.runs import without_timing
 # Tensor methods that make the host wait for the device (on a GPU), and host data copied to the device.
 SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 # ResNet-8 on 64-image batches of Fashion-MNIST: 32 batches an epoch, so 50 iterations cross an epoch boundary.
-SMALL_RUN = [*TINY_RUN, "model=resnet20", "model.name=resnet8", "data.batch_size=64", "data.limit_test=64",
-             "data.eval_batch_size=64"]
+SMALL_RUN = [
+    *TINY_RUN,
+    "model=resnet20",
+    "model.name=resnet8",
+    "data.batch_size=64",
+    "data.limit_test=64",
+    "data.eval_batch_size=64",
+]
 
 
 @contextmanager
@@ -49,7 +55,7 @@ def count_syncs():
     try:
         yield counts
     finally:
-        for owner, name, own, original in reversed(patched):
+        for owner, name, own, _ in reversed(patched):
             if own is None:
                 delattr(owner, name)
             else:
@@ -57,15 +63,23 @@ def count_syncs():
 
 
 def run_and_count(tmp_path: Path, iters: int, extra: list[str] = ()) -> Counter:
-    cfg = compose_train_config([*SMALL_RUN, f"trainer.max_iters={iters}", f"trainer.eval_every={iters}",
-                                f"trainer.checkpoint_every={iters}", *extra])
+    cfg = compose_train_config(
+        [
+            *SMALL_RUN,
+            f"trainer.max_iters={iters}",
+            f"trainer.eval_every={iters}",
+            f"trainer.checkpoint_every={iters}",
+            *extra,
+        ]
+    )
     with count_syncs() as counts:
         train(cfg, tmp_path / f"run{iters}" / "seed0")
     return counts
 
 
-@pytest.mark.parametrize("extra", [[], ["schedule=cifar_warmup"], ["trainer.seeds_per_job=2"]],
-                         ids=["plain", "warmup", "two-seeds"])
+@pytest.mark.parametrize(
+    "extra", [[], ["schedule=cifar_warmup"], ["trainer.seeds_per_job=2"]], ids=["plain", "warmup", "two-seeds"]
+)
 def test_no_host_sync_per_iteration_on_cpu(tmp_path, fashion_mnist_dir, extra):
     """Syncs happen only at logging points (evaluations, checkpoints, summaries, warm-up checks every 100
     iterations): a run of 50 iterations makes exactly as many as a run of 25."""
@@ -76,14 +90,23 @@ def test_no_host_sync_per_iteration_on_cpu(tmp_path, fashion_mnist_dir, extra):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [[], ["trainer.cuda_graphs=true"], ["trainer.seeds_per_job=2"]],
-                         ids=["eager", "cuda-graphs", "two-seeds"])
+@pytest.mark.parametrize(
+    "extra", [[], ["trainer.cuda_graphs=true"], ["trainer.seeds_per_job=2"]], ids=["eager", "cuda-graphs", "two-seeds"]
+)
 def test_no_host_sync_per_iteration_on_gpu(tmp_path, fashion_mnist_dir, extra):
     """The same on a GPU, by CUDA's own count: torch.cuda.set_sync_debug_mode warns at every synchronizing call."""
 
     def count(iters: int) -> int:
-        cfg = compose_train_config([*SMALL_RUN, "trainer.device=cuda", f"trainer.max_iters={iters}",
-                                    f"trainer.eval_every={iters}", f"trainer.checkpoint_every={iters}", *extra])
+        cfg = compose_train_config(
+            [
+                *SMALL_RUN,
+                "trainer.device=cuda",
+                f"trainer.max_iters={iters}",
+                f"trainer.eval_every={iters}",
+                f"trainer.checkpoint_every={iters}",
+                *extra,
+            ]
+        )
         torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -123,15 +146,19 @@ def test_multiseed_job_equals_single_seed_runs(tmp_path, fashion_mnist_dir, monk
     monkeypatch.undo()
     job = compose_train_config([*common, "seed=0", "trainer.seeds_per_job=2"])
     summary = train(job, tmp_path / "multi" / "seed0")
-    assert [(s["seed"], s["iters"], s["status"]) for s in summary["lanes"]] == [(0, 40, "complete"), (1, 40, "complete")]
+    assert [(s["seed"], s["iters"], s["status"]) for s in summary["lanes"]] == [
+        (0, 40, "complete"),
+        (1, 40, "complete"),
+    ]
     for seed in (0, 1):
         single, multi = tmp_path / "single" / f"seed{seed}", tmp_path / "multi" / f"seed{seed}"
         assert sorted(p.name for p in multi.iterdir()) == sorted(p.name for p in single.iterdir())
         assert (multi / "config.yaml").read_text() == (single / "config.yaml").read_text()
         assert without_timing(read_rows(multi)) == without_timing(read_rows(single))
         s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (single, multi))
-        assert {k: v for k, v in s1.items() if k not in ("wall_s", "command")} == \
-               {k: v for k, v in s2.items() if k not in ("wall_s", "command")}
+        assert {k: v for k, v in s1.items() if k not in ("wall_s", "command")} == {
+            k: v for k, v in s2.items() if k not in ("wall_s", "command")
+        }
         for name in ("last.pt", "best.pt"):
             a, b = (torch.load(d / "checkpoints" / name, weights_only=False) for d in (single, multi))
             assert a["iteration"] == b["iteration"]
@@ -166,8 +193,15 @@ def test_a_signal_stops_every_seed_of_a_job_with_a_checkpoint(tmp_path, fashion_
         return step(self, images, labels)
 
     monkeypatch.setattr(Trainer, "train_step", signalled_at_the_7th_step)
-    cfg = compose_train_config([*SMALL_RUN, "trainer.max_iters=20", "trainer.eval_every=10",
-                                "trainer.checkpoint_every=10", "trainer.seeds_per_job=3"])
+    cfg = compose_train_config(
+        [
+            *SMALL_RUN,
+            "trainer.max_iters=20",
+            "trainer.eval_every=10",
+            "trainer.checkpoint_every=10",
+            "trainer.seeds_per_job=3",
+        ]
+    )
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
         train(cfg, tmp_path / "seed0")
@@ -183,8 +217,11 @@ def test_a_signal_stops_every_seed_of_a_job_with_a_checkpoint(tmp_path, fashion_
 
 
 def test_lane_directories():
-    assert lane_dirs(Path("r/resnet20/seed3"), 3, [3, 4, 5]) == [Path("r/resnet20/seed3"), Path("r/resnet20/seed4"),
-                                                                 Path("r/resnet20/seed5")]
+    assert lane_dirs(Path("r/resnet20/seed3"), 3, [3, 4, 5]) == [
+        Path("r/resnet20/seed3"),
+        Path("r/resnet20/seed4"),
+        Path("r/resnet20/seed5"),
+    ]
     assert lane_dirs(Path("out/job"), 0, [0, 1]) == [Path("out/job/seed0"), Path("out/job/seed1")]
     assert lane_dirs(Path("out/job"), 0, [0]) == [Path("out/job")]
 
@@ -192,8 +229,15 @@ def test_lane_directories():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_steps_follow_the_eager_trajectory(tmp_path, fashion_mnist_dir, monkeypatch):
     """trainer.cuda_graphs replays captured steps; its warm-up must not move the model: fp32 results stay close."""
-    common = [*SMALL_RUN, "trainer.device=cuda", "trainer.precision=fp32", "trainer.max_iters=30",
-              "trainer.eval_every=15", "trainer.checkpoint_every=15", "trainer.deterministic=true"]
+    common = [
+        *SMALL_RUN,
+        "trainer.device=cuda",
+        "trainer.precision=fp32",
+        "trainer.max_iters=30",
+        "trainer.eval_every=15",
+        "trainer.checkpoint_every=15",
+        "trainer.deterministic=true",
+    ]
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (the FC layer)
     try:
         train(compose_train_config(common), tmp_path / "eager")
@@ -246,8 +290,13 @@ def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fash
         self.use_cuda_graphs = cfg.trainer.cuda_graphs
 
     monkeypatch.setattr(trainer.Trainer, "__init__", init_as_on_a_gpu)
-    common = [*SMALL_RUN, "schedule.milestones=[15,25]", "trainer.max_iters=30", "trainer.eval_every=10",
-              "trainer.checkpoint_every=10"]
+    common = [
+        *SMALL_RUN,
+        "schedule.milestones=[15,25]",
+        "trainer.max_iters=30",
+        "trainer.eval_every=10",
+        "trainer.checkpoint_every=10",
+    ]
     train(compose_train_config(common), tmp_path / "eager")
     train(compose_train_config([*common, "trainer.cuda_graphs=true"]), tmp_path / "graphs")
     assert without_timing(read_rows(tmp_path / "graphs")) == without_timing(read_rows(tmp_path / "eager"))

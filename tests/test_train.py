@@ -1,4 +1,5 @@
-"""CIFAR-style training end to end on real data (Fashion-MNIST): learning, determinism, schedule, records, W&B, sweeps."""
+"""CIFAR-style training end to end on real data (Fashion-MNIST): learning, determinism, schedule, records, W&B,
+sweeps."""
 
 import subprocess
 
@@ -14,19 +15,62 @@ from support.configs import TINY_RUN, compose_train_config
 from support.fake_data import cifar10_command, write_md5_table
 from support.runs import read_metrics, read_summary, run_command, train_command, without_timing
 
-METRIC_KEYS = {"iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss", "val_err",
-               "img_per_s", "wall_s"}
-SUMMARY_KEYS = {"model", "family", "depth", "shortcut", "dataset", "split", "seed", "experiment", "params", "flops",
-                "final_test_err", "best_test_err", "best_val_err", "iters", "max_iters", "wall_s", "device", "torch",
-                "cuda", "git_commit", "git_dirty", "status", "precision", "command", "world_size"}
+METRIC_KEYS = {
+    "iter",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_err",
+    "test_loss",
+    "test_err",
+    "val_loss",
+    "val_err",
+    "img_per_s",
+    "wall_s",
+}
+SUMMARY_KEYS = {
+    "model",
+    "family",
+    "depth",
+    "shortcut",
+    "dataset",
+    "split",
+    "seed",
+    "experiment",
+    "params",
+    "flops",
+    "final_test_err",
+    "best_test_err",
+    "best_val_err",
+    "iters",
+    "max_iters",
+    "wall_s",
+    "device",
+    "torch",
+    "cuda",
+    "git_commit",
+    "git_dirty",
+    "status",
+    "precision",
+    "command",
+    "world_size",
+}
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, fashion_mnist_dir):
     """ResNet-20 for 150 iterations on Fashion-MNIST (about 20 s on 2 cores), shared by the tests below."""
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_train_config([*TINY_RUN, "model=resnet20", "trainer.max_iters=150", "trainer.eval_every=50",
-                                "trainer.checkpoint_every=50", "seed=3"])
+    cfg = compose_train_config(
+        [
+            *TINY_RUN,
+            "model=resnet20",
+            "trainer.max_iters=150",
+            "trainer.eval_every=50",
+            "trainer.checkpoint_every=50",
+            "seed=3",
+        ]
+    )
     summary = train(cfg, run_dir)
     return run_dir, summary, cfg
 
@@ -85,8 +129,16 @@ def test_warmup_holds_lr_until_training_error_below_80_percent():
 
 @pytest.mark.slow
 def test_warmup_switches_in_a_real_run(tmp_path, fashion_mnist_dir):
-    cfg = compose_train_config([*TINY_RUN, "model.name=resnet8", "schedule=cifar_warmup", "trainer.max_iters=200",
-                                "trainer.eval_every=100", "trainer.checkpoint_every=200"])
+    cfg = compose_train_config(
+        [
+            *TINY_RUN,
+            "model.name=resnet8",
+            "schedule=cifar_warmup",
+            "trainer.max_iters=200",
+            "trainer.eval_every=100",
+            "trainer.checkpoint_every=200",
+        ]
+    )
     train(cfg, tmp_path)
     rows = read_metrics(tmp_path)
     # The check at iteration 100 sees training error below 80% (Fashion-MNIST learns fast), so lr goes back to 0.1.
@@ -98,8 +150,17 @@ def test_wandb_offline_run_is_written_and_resumed(tmp_path, fashion_mnist_dir, m
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = compose_train_config([*TINY_RUN, "model.name=resnet8", "model.family=cifar", "logger=wandb",
-                                "trainer.max_iters=20", "trainer.eval_every=10", "trainer.checkpoint_every=10"])
+    cfg = compose_train_config(
+        [
+            *TINY_RUN,
+            "model.name=resnet8",
+            "model.family=cifar",
+            "logger=wandb",
+            "trainer.max_iters=20",
+            "trainer.eval_every=10",
+            "trainer.checkpoint_every=10",
+        ]
+    )
     train(cfg, tmp_path)
     run_id = (tmp_path / "wandb_id.txt").read_text().strip()
     runs = list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
@@ -113,9 +174,18 @@ def test_wandb_offline_run_is_written_and_resumed(tmp_path, fashion_mnist_dir, m
 @pytest.mark.slow
 def test_two_job_multirun(tmp_path, fashion_mnist_dir):
     overrides = [o for o in TINY_RUN if not o.startswith("data.limit_train")]
-    cmd = train_command("-m", "model.name=resnet8,plain8", "model.family=cifar", *overrides, "data.limit_train=512",
-                        "trainer.max_iters=10", "trainer.eval_every=5", "trainer.checkpoint_every=5",
-                        "experiment_name=sweep", f"run_root={tmp_path}")
+    cmd = train_command(
+        "-m",
+        "model.name=resnet8,plain8",
+        "model.family=cifar",
+        *overrides,
+        "data.limit_train=512",
+        "trainer.max_iters=10",
+        "trainer.eval_every=5",
+        "trainer.checkpoint_every=5",
+        "experiment_name=sweep",
+        f"run_root={tmp_path}",
+    )
     result = run_command(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
     for model in ("resnet8", "plain8"):
@@ -132,29 +202,54 @@ def test_the_documented_overrides_train_on_cifar10(fake_cifar10, tmp_path):
     loading code, checksums included: tests/support/fake_data.py gives torchvision the fake files' MD5 table)."""
     root, md5 = fake_cifar10
     run_dir = tmp_path / "run"
-    cmd = cifar10_command(write_md5_table(tmp_path / "md5.json", md5), "scripts/train.py",
-                          "data=cifar10", f"data.root={root}", "data.batch_size=25", "model=resnet56", "model.shortcut=B",
-                          "trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2", "seed=7",
-                          "logger=none", f"hydra.run.dir={run_dir}", "data.val_size=50")  # the fake set has 250 images
+    cmd = cifar10_command(
+        write_md5_table(tmp_path / "md5.json", md5),
+        "scripts/train.py",
+        "data=cifar10",
+        f"data.root={root}",
+        "data.batch_size=25",
+        "model=resnet56",
+        "model.shortcut=B",
+        "trainer.max_iters=4",
+        "trainer.eval_every=2",
+        "trainer.checkpoint_every=2",
+        "seed=7",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        "data.val_size=50",
+    )  # the fake set has 250 images
     result = run_command(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = read_summary(run_dir)
-    assert (summary["model"], summary["shortcut"], summary["seed"], summary["dataset"]) == ("resnet56", "B", 7, "cifar10")
-    assert summary["status"] == "complete" and summary["iters"] == 4 and summary["params"] > 853_018  # B adds projections
+    assert (summary["model"], summary["shortcut"], summary["seed"], summary["dataset"]) == (
+        "resnet56",
+        "B",
+        7,
+        "cifar10",
+    )
+    assert (
+        summary["status"] == "complete" and summary["iters"] == 4 and summary["params"] > 853_018
+    )  # B adds projections
     assert [r["iter"] for r in read_metrics(run_dir)] == [2, 4] and (run_dir / "checkpoints" / "last.pt").exists()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(),
-                    reason="runs the Makefile, which uses the virtual environment that `make test` builds")
+@pytest.mark.skipif(
+    not (REPO / ".venv" / ".installed").exists(),
+    reason="runs the Makefile, which uses the virtual environment that `make test` builds",
+)
 def test_the_main_job_smoke_profile(tmp_path, fashion_mnist_dir):
     """The README's main command, `make reproduce-cifar PROFILE=smoke`: all 11 nets of the paper through training,
     records, figures, Table 6 and the report (Fashion-MNIST here, as on any machine without CIFAR-10)."""
     out = tmp_path / "smoke"
     # Fashion-MNIST: no CIFAR-10 in CIFAR_ROOT.
-    result = subprocess.run(["make", "reproduce-cifar", "PROFILE=smoke", f"SMOKE_OUT={out}",
-                             f"CIFAR_ROOT={tmp_path / 'no-cifar'}"], cwd=REPO, capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run(
+        ["make", "reproduce-cifar", "PROFILE=smoke", f"SMOKE_OUT={out}", f"CIFAR_ROOT={tmp_path / 'no-cifar'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     nets = sorted(p.stem for p in (REPO / "configs" / "experiment" / "cifar10").glob("*.yaml"))  # one per paper net
     assert len(nets) == 11

@@ -74,8 +74,10 @@ def run_hydra(hydra_main) -> None:
         elif isinstance(err, (HydraException, OmegaConfBaseException)):
             message = describe_config_error(err)
         elif isinstance(err, OSError):  # Hydra creates the run directory and its log file before the task runs
-            message = (f"cannot write {err.filename or 'the output directory'} ({err.strerror or type(err).__name__}): "
-                       f"the run directory must be writable; choose another hydra.run.dir or run_root")
+            message = (
+                f"cannot write {err.filename or 'the output directory'} ({err.strerror or type(err).__name__}): "
+                f"the run directory must be writable; choose another hydra.run.dir or run_root"
+            )
         else:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)

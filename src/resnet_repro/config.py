@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -51,7 +50,8 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 
 @dataclass
 class DataConfig:
     name: Dataset = Dataset.cifar10  # cifar10 | cifar100 | fashion_mnist | imagenet
-    # cifar-10-batches-py/ (cifar10), cifar-100-python/ (cifar100), the idx .gz files (fashion_mnist), train/ val/ (imagenet)
+    # holds cifar-10-batches-py/ (cifar10), cifar-100-python/ (cifar100), the idx .gz files (fashion_mnist),
+    # train/ and val/ (imagenet)
     root: str = "data/cifar10"
     download: bool = False  # let torchvision download the archive (needs network; checksums verified)
     split: Split = Split.paper  # paper: train 45k, validate on the held-out 5k | full: train on all 50k (Table 6)
@@ -63,8 +63,12 @@ class DataConfig:
     limit_test: int = 0  # evaluate on the first N test (and validation) images (0 = all); smoke runs and tests only
     # ImageNet only
     num_workers: int = 8  # DataLoader worker processes per training process (decoding and resizing run there)
-    normalize: Normalize = Normalize.mean_pixel  # mean_pixel: subtract the per-pixel mean (paper) | mean_std: torchvision's
-    scale_min: int = 256  # shorter side resized at random in [scale_min, scale_max] (paper: 256..480); test views use it
+    normalize: Normalize = (
+        Normalize.mean_pixel
+    )  # mean_pixel: subtract the per-pixel mean (paper) | mean_std: torchvision's
+    scale_min: int = (
+        256  # shorter side resized at random in [scale_min, scale_max] (paper: 256..480); test views use it
+    )
     scale_max: int = 480
     crop_size: int = 224
     pca_lighting: float = 0.1  # std of AlexNet-style PCA colour noise (0 disables)
@@ -76,9 +80,11 @@ class DataConfig:
 class ModelConfig:
     name: str = "resnet20"  # plain20..plain110, resnet20..resnet1202 (any 6n+2 depth), plain18/34, resnet18..152
     family: Family = Family.auto  # auto | cifar | imagenet (resnet50 and resnet152 are also 6n+2 depths)
-    shortcut: Shortcut = Shortcut.A  # A: identity, zero-padded (paper, CIFAR) | B: projections there | C: all projections
+    shortcut: Shortcut = (
+        Shortcut.A
+    )  # A: identity, zero-padded (paper, CIFAR) | B: projections there | C: all projections
     stride_in_1x1: bool = True  # bottlenecks: stride on the first 1x1 (paper) | False: on the 3x3 (torchvision)
-    num_classes: Optional[int] = None  # None: taken from the data set
+    num_classes: int | None = None  # None: taken from the data set
 
 
 @dataclass
@@ -126,7 +132,7 @@ class TrainerConfig:
 class LoggerConfig:
     kind: LoggerKind = LoggerKind.none  # wandb | none
     project: str = "resnet-repro"
-    entity: Optional[str] = None
+    entity: str | None = None
     mode: WandbMode = WandbMode.auto  # auto: online where credentials exist, otherwise offline | online | offline
 
 
@@ -142,7 +148,7 @@ class TrainConfig:
     seed: int = 0
     run_root: str = "results/runs"
     # Set from Hydra's output directory (hydra.run.dir / hydra.sweep.dir + subdir) by scripts/train.py.
-    run_dir: Optional[str] = None
+    run_dir: str | None = None
 
 
 def register_configs() -> None:
@@ -163,8 +169,10 @@ def load(cfg: DictConfig | TrainConfig, processes: int | None = None) -> TrainCo
             merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg, resolve=True))
             cfg = OmegaConf.to_object(merged)
         except ConfigKeyError as err:  # `+key=value` adds a key that Hydra does not check against the schema
-            raise UserError(f"unknown config key {err.full_key}: no such setting (the keys are in "
-                            f"src/resnet_repro/config.py and `python scripts/train.py --cfg job` prints them)") from None
+            raise UserError(
+                f"unknown config key {err.full_key}: no such setting (the keys are in "
+                f"src/resnet_repro/config.py and `python scripts/train.py --cfg job` prints them)"
+            ) from None
         except OmegaConfBaseException as err:
             raise UserError(f"config: {str(err).splitlines()[0]} (key {getattr(err, 'full_key', '?')})") from None
     check_invariants(cfg, processes_from_env() if processes is None else processes)
@@ -184,62 +192,102 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
         if not ok:
             raise UserError(message)
 
-    for key, value in [("data.batch_size", data.batch_size), ("data.eval_batch_size", data.eval_batch_size),
-                       ("data.scale_min", data.scale_min), ("data.crop_size", data.crop_size),
-                       ("trainer.max_iters", trainer.max_iters), ("trainer.eval_every", trainer.eval_every),
-                       ("trainer.checkpoint_every", trainer.checkpoint_every),
-                       ("trainer.seeds_per_job", trainer.seeds_per_job),
-                       ("schedule.plateau_patience", schedule.plateau_patience)]:
+    for key, value in [
+        ("data.batch_size", data.batch_size),
+        ("data.eval_batch_size", data.eval_batch_size),
+        ("data.scale_min", data.scale_min),
+        ("data.crop_size", data.crop_size),
+        ("trainer.max_iters", trainer.max_iters),
+        ("trainer.eval_every", trainer.eval_every),
+        ("trainer.checkpoint_every", trainer.checkpoint_every),
+        ("trainer.seeds_per_job", trainer.seeds_per_job),
+        ("schedule.plateau_patience", schedule.plateau_patience),
+    ]:
         require(value > 0, f"{key}={value}: must be a positive whole number")
-    for key, value in [("data.limit_train", data.limit_train), ("data.limit_test", data.limit_test),
-                       ("data.num_workers", data.num_workers), ("data.mean_images", data.mean_images),
-                       ("seed", cfg.seed)]:
+    for key, value in [
+        ("data.limit_train", data.limit_train),
+        ("data.limit_test", data.limit_test),
+        ("data.num_workers", data.num_workers),
+        ("data.mean_images", data.mean_images),
+        ("seed", cfg.seed),
+    ]:
         require(value >= 0, f"{key}={value}: must be 0 or more")
-    for key, value in [("optim.weight_decay", optim.weight_decay), ("data.pca_lighting", data.pca_lighting),
-                       ("schedule.plateau_threshold", schedule.plateau_threshold), ("schedule.min_lr", schedule.min_lr)]:
+    for key, value in [
+        ("optim.weight_decay", optim.weight_decay),
+        ("data.pca_lighting", data.pca_lighting),
+        ("schedule.plateau_threshold", schedule.plateau_threshold),
+        ("schedule.min_lr", schedule.min_lr),
+    ]:
         require(value >= 0, f"{key}={value}: must be 0 or more")
     require(optim.lr > 0, f"optim.lr={optim.lr}: the learning rate must be greater than 0 (paper: 0.1)")
     require(0 <= optim.momentum < 1, f"optim.momentum={optim.momentum}: choose a value in [0, 1) (paper: 0.9)")
     require(not optim.nesterov or optim.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")
     require(0 < schedule.gamma <= 1, f"schedule.gamma={schedule.gamma}: choose a factor in (0, 1] (paper: 0.1)")
-    require(all(m > 0 for m in schedule.milestones) and list(schedule.milestones) == sorted(schedule.milestones),
-            f"schedule.milestones={list(schedule.milestones)}: must be positive and increasing")
+    require(
+        all(m > 0 for m in schedule.milestones) and list(schedule.milestones) == sorted(schedule.milestones),
+        f"schedule.milestones={list(schedule.milestones)}: must be positive and increasing",
+    )
     if schedule.warmup:
         require(schedule.warmup_lr > 0, f"schedule.warmup_lr={schedule.warmup_lr}: must be greater than 0")
-        require(0 < schedule.warmup_until_err <= 1,
-                f"schedule.warmup_until_err={schedule.warmup_until_err}: choose an error rate in (0, 1]")
-    require(data.crop_size <= data.scale_min <= data.scale_max,
-            f"need data.crop_size <= data.scale_min <= data.scale_max, got {data.crop_size}, {data.scale_min}, "
-            f"{data.scale_max} (paper: 224, 256, 480)")
+        require(
+            0 < schedule.warmup_until_err <= 1,
+            f"schedule.warmup_until_err={schedule.warmup_until_err}: choose an error rate in (0, 1]",
+        )
+    require(
+        data.crop_size <= data.scale_min <= data.scale_max,
+        f"need data.crop_size <= data.scale_min <= data.scale_max, got {data.crop_size}, {data.scale_min}, "
+        f"{data.scale_max} (paper: 224, 256, 480)",
+    )
 
     # Sizes against the data set's (as published; data.limit_train keeps fewer).
     train_size = TRAIN_SIZES[data.name]
     if data.limit_train:
         train_size = min(train_size, data.limit_train)
     if data.split == "paper" and data.name != "imagenet":
-        require(data.val_size > 0, f"data.val_size={data.val_size}: must be positive with data.split=paper "
-                                   f"(or use data.split=full)")
-        require(data.val_size < TRAIN_SIZES[data.name],
-                f"data.val_size={data.val_size} leaves no training images: {data.name} has "
-                f"{TRAIN_SIZES[data.name]}; choose a smaller val_size, or data.split=full")
+        require(
+            data.val_size > 0,
+            f"data.val_size={data.val_size}: must be positive with data.split=paper (or use data.split=full)",
+        )
+        require(
+            data.val_size < TRAIN_SIZES[data.name],
+            f"data.val_size={data.val_size} leaves no training images: {data.name} has "
+            f"{TRAIN_SIZES[data.name]}; choose a smaller val_size, or data.split=full",
+        )
         train_size = min(train_size, TRAIN_SIZES[data.name] - data.val_size)
-    require(data.batch_size <= train_size,
-            f"data.batch_size={data.batch_size} is larger than the {train_size} training images: choose a smaller batch")
-    require(model.num_classes is None or model.num_classes >= NUM_CLASSES[data.name],
-            f"model.num_classes={model.num_classes} does not cover the {NUM_CLASSES[data.name]} classes of "
-            f"{data.name}: leave it unset (null) to take the data set's")
-    require(data.batch_size % processes == 0,
-            f"data.batch_size={data.batch_size} is not divisible by the {processes} processes: choose a multiple of "
-            f"{processes}, or another number of processes")
+    require(
+        data.batch_size <= train_size,
+        f"data.batch_size={data.batch_size} is larger than the {train_size} training images: choose a smaller batch",
+    )
+    require(
+        model.num_classes is None or model.num_classes >= NUM_CLASSES[data.name],
+        f"model.num_classes={model.num_classes} does not cover the {NUM_CLASSES[data.name]} classes of "
+        f"{data.name}: leave it unset (null) to take the data set's",
+    )
+    require(
+        data.batch_size % processes == 0,
+        f"data.batch_size={data.batch_size} is not divisible by the {processes} processes: choose a multiple of "
+        f"{processes}, or another number of processes",
+    )
 
     # Options that exclude each other.
-    require(not (trainer.cuda_graphs and trainer.compile),
-            "trainer.cuda_graphs and trainer.compile exclude each other: choose one")
-    require(not (trainer.cuda_graphs and processes > 1),
-            "trainer.cuda_graphs does not support several processes (DDP) yet: run without it")
-    require(not (trainer.cuda_graphs and optim.impl not in ("auto", "fused")),
-            "trainer.cuda_graphs needs the fused SGD step: set optim.impl=auto or fused")
+    require(
+        not (trainer.cuda_graphs and trainer.compile),
+        "trainer.cuda_graphs and trainer.compile exclude each other: choose one",
+    )
+    require(
+        not (trainer.cuda_graphs and processes > 1),
+        "trainer.cuda_graphs does not support several processes (DDP) yet: run without it",
+    )
+    require(
+        not (trainer.cuda_graphs and optim.impl not in ("auto", "fused")),
+        "trainer.cuda_graphs needs the fused SGD step: set optim.impl=auto or fused",
+    )
     if trainer.seeds_per_job > 1:
-        require(processes == 1, "trainer.seeds_per_job > 1 runs in one process: launch it without torchrun or srun tasks")
-        require(cfg.logger.kind != "wandb", "trainer.seeds_per_job > 1 does not log to W&B yet (one W&B run per "
-                                            "process): use logger=none, or one job per seed")
+        require(
+            processes == 1, "trainer.seeds_per_job > 1 runs in one process: launch it without torchrun or srun tasks"
+        )
+        require(
+            cfg.logger.kind != "wandb",
+            "trainer.seeds_per_job > 1 does not log to W&B yet (one W&B run per "
+            "process): use logger=none, or one job per seed",
+        )

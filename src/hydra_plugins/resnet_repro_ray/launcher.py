@@ -54,8 +54,9 @@ class RayLauncherConf:
     init: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="resnet_repro_ray", node=RayLauncherConf,
-                             provider="resnet_repro")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="resnet_repro_ray", node=RayLauncherConf, provider="resnet_repro"
+)
 
 
 class JobExit(Exception):
@@ -72,8 +73,17 @@ class _Job:
 
 
 class RayLauncher(Launcher):
-    def __init__(self, address: str | None, gpus_per_job: float, cpus_per_job: float, max_retries: int,
-                 check_resources: bool, forward_env: Sequence[str], log_folder: str, init: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        gpus_per_job: float,
+        cpus_per_job: float,
+        max_retries: int,
+        check_resources: bool,
+        forward_env: Sequence[str],
+        log_folder: str,
+        init: dict[str, Any],
+    ) -> None:
         self.address = address
         self.gpus = float(gpus_per_job)
         self.cpus = float(cpus_per_job)
@@ -104,24 +114,32 @@ class RayLauncher(Launcher):
         try:
             where = self._check_cluster(ray)
             hydra_reports_as_usual()  # from here on Hydra reports its usual way, in this process and in the jobs
-            log.info(f"Ray: {len(jobs)} jobs on {where}, gpus_per_job={self.gpus:g} cpus_per_job={self.cpus:g}; "
-                     f"their logs: {self.log_folder}")
+            log.info(
+                f"Ray: {len(jobs)} jobs on {where}, gpus_per_job={self.gpus:g} cpus_per_job={self.cpus:g}; "
+                f"their logs: {self.log_folder}"
+            )
             refs = self._submit(ray, jobs)
             outcomes = _collect(ray, refs)
         finally:
             ray.shutdown()
-        failures = [failed_run(f"run {job.run_dir}", f"Ray task #{job.idx}", reason, job.log_file)
-                    for job in jobs if (reason := outcomes[job.idx][1]) is not None]
+        failures = [
+            failed_run(f"run {job.run_dir}", f"Ray task #{job.idx}", reason, job.log_file)
+            for job in jobs
+            if (reason := outcomes[job.idx][1]) is not None
+        ]
         exit_if_any_failed(failures, len(jobs))
         return [outcomes[job.idx][0] for job in jobs]
 
     def _check_request(self) -> None:
         if self.gpus < 0 or self.cpus < 0:
-            raise UserError(f"hydra.launcher.gpus_per_job={self.gpus:g} and cpus_per_job={self.cpus:g}: "
-                            f"neither can be negative")
+            raise UserError(
+                f"hydra.launcher.gpus_per_job={self.gpus:g} and cpus_per_job={self.cpus:g}: neither can be negative"
+            )
         if self.gpus > 1:
-            raise UserError(f"hydra.launcher.gpus_per_job={self.gpus:g}: a run trains in one process on one GPU, so "
-                            f"at most 1 (0.5 packs two runs on a GPU); one run on several GPUs: launcher=slurm")
+            raise UserError(
+                f"hydra.launcher.gpus_per_job={self.gpus:g}: a run trains in one process on one GPU, so "
+                f"at most 1 (0.5 packs two runs on a GPU); one run on several GPUs: launcher=slurm"
+            )
 
     def _job(self, overrides: list[str], idx: int) -> _Job:
         assert self.config is not None and self.hydra_context is not None
@@ -139,14 +157,20 @@ class RayLauncher(Launcher):
             raise UserError('launcher=ray needs Ray: pip install -c requirements/constraints.txt -e ".[ray]"') from None
         address = self.address or os.environ.get("RAY_ADDRESS")
         if address and address != "auto" and not _answers(address):
-            raise UserError(f"nothing answers at {address} (hydra.launcher.address or RAY_ADDRESS): is Ray running "
-                            f"there? `ray status --address {address}` tells")
+            raise UserError(
+                f"nothing answers at {address} (hydra.launcher.address or RAY_ADDRESS): is Ray running "
+                f"there? `ray status --address {address}` tells"
+            )
         try:
             ray.init(address=self.address if address else _newest_local_ray(), **self.init)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
-            hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in "
-                    "RAY_AUTH_TOKEN (docs/cluster.md, Ray)" if address else "")
+            hint = (
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in "
+                "RAY_AUTH_TOKEN (docs/cluster.md, Ray)"
+                if address
+                else ""
+            )
             raise UserError(f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}") from None
         return ray
 
@@ -160,11 +184,16 @@ class RayLauncher(Launcher):
         for kind, need, key in (("GPU", self.gpus, "gpus_per_job"), ("CPU", self.cpus, "cpus_per_job")):
             most = max((node.get(kind, 0.0) for node in nodes), default=0.0)
             if need > most:
-                fix = ("set hydra.launcher.gpus_per_job=0 to train on CPUs, or join a cluster with GPUs (RAY_ADDRESS)"
-                       if kind == "GPU" else f"set hydra.launcher.cpus_per_job={most:g} or less")
-                raise UserError(f"hydra.launcher.{key}={need:g} but no node of {where} has {need:g} {kind}"
-                                f"{'' if need == 1 else 's'} (the most on one node: {most:g}): {fix}; on a cluster "
-                                f"that adds nodes on demand, hydra.launcher.check_resources=false")
+                fix = (
+                    "set hydra.launcher.gpus_per_job=0 to train on CPUs, or join a cluster with GPUs (RAY_ADDRESS)"
+                    if kind == "GPU"
+                    else f"set hydra.launcher.cpus_per_job={most:g} or less"
+                )
+                raise UserError(
+                    f"hydra.launcher.{key}={need:g} but no node of {where} has {need:g} {kind}"
+                    f"{'' if need == 1 else 's'} (the most on one node: {most:g}): {fix}; on a cluster "
+                    f"that adds nodes on demand, hydra.launcher.check_resources=false"
+                )
         return where
 
     def _submit(self, ray: Any, jobs: Sequence[_Job]) -> dict[Any, _Job]:
@@ -172,8 +201,11 @@ class RayLauncher(Launcher):
         # A fresh process per job (max_calls=1): nothing of a run (CUDA context, threads, seeds) leaks into the next.
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_calls=1, max_retries=self.max_retries)(_run_job)
         shared = ray.put((self.hydra_context, self.task_function, Singleton.get_state()))
-        env = {name: value for name, value in os.environ.items()
-               if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.forward_env)}
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.forward_env)
+        }
         refs = {}
         for job in jobs:
             log.info(f"\t#{job.idx} : {' '.join(filter_overrides(job.overrides))}")
@@ -203,8 +235,10 @@ def _newest_local_ray() -> str | None:
         return None
     if not recorded or _answers(recorded):
         return None
-    log.warning(f"the Ray that `ray start` left at {recorded} has ended: starting a new one here (`ray stop` "
-                f"forgets the old address)")
+    log.warning(
+        f"the Ray that `ray start` left at {recorded} has ended: starting a new one here (`ray stop` "
+        f"forgets the old address)"
+    )
     return "local"
 
 
@@ -257,8 +291,10 @@ def _run_job(shared: tuple, config: DictConfig, env: dict[str, str], log_file: s
     try:  # the sweep's folder: relative paths (run_root, data.root, the log) mean what they mean there
         os.chdir(str(config.hydra.runtime.cwd))
     except OSError as err:
-        raise JobExit(f"{socket.gethostname()} has no {err.filename}: every node needs the project, run_root and the "
-                      f"data at the same paths (a shared file system)") from None
+        raise JobExit(
+            f"{socket.gethostname()} has no {err.filename}: every node needs the project, run_root and the "
+            f"data at the same paths (a shared file system)"
+        ) from None
     log_path = Path(log_file)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
@@ -266,14 +302,22 @@ def _run_job(shared: tuple, config: DictConfig, env: dict[str, str], log_file: s
     with open(log_path, "a") as out:  # the descriptors themselves: C libraries and subprocesses write there too
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
-    print(f"job #{config.hydra.job.num} on {socket.gethostname()}, pid {os.getpid()}, "
-          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}", flush=True)
+    print(
+        f"job #{config.hydra.job.num} on {socket.gethostname()}, pid {os.getpid()}, "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}",
+        flush=True,
+    )
     setup_globals()
     Singleton.set_state(singleton_state)
     HydraConfig.instance().set_config(config)
     try:
-        ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
     except SystemExit as stop:  # exit_on_user_error's `error:` line (printed above), or an interrupted run
         sys.stderr.flush()
         text = log_path.read_text(errors="replace")

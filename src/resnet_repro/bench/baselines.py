@@ -37,16 +37,23 @@ def usual_dataset(settings: Settings, train: ImageArrays):
     import torchvision
     import torchvision.transforms as T
 
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+    transform = T.Compose(
+        [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    )
     if cifar_available(settings.cifar_root):
         return torchvision.datasets.CIFAR10(settings.cifar_root, train=True, transform=transform)
     return PILImages(train.images.permute(0, 2, 3, 1).contiguous().numpy(), train.labels.tolist(), transform)
 
 
 def usual_loader(dataset, settings: Settings) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=settings.workers,
-                                       drop_last=True, pin_memory=settings.device.type == "cuda")
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=settings.workers,
+        drop_last=True,
+        pin_memory=settings.device.type == "cuda",
+    )
 
 
 def usual_sgd(model: torch.nn.Module) -> torch.optim.SGD:

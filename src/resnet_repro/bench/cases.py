@@ -45,8 +45,18 @@ from .inputs import CIFAR_SIZES, cifar_arrays, describe_data, image_data, loader
 from .ours import experiment_config, fit, train_config, trainer_step
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name.
-BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, "L40S": 362.0,
-                    "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2, "RTX 3090": 71.0}
+BF16_PEAK_TFLOPS = {
+    "H200": 989.4,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.4,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.2,
+    "RTX 3090": 71.0,
+}
 # The issue's targets for the whole paper protocol (64k iterations, evaluations, checkpoints) on one H100, seconds.
 PROTOCOL_TARGET_S = {"resnet20": 90, "resnet56": 180, "resnet110": 360, "resnet1202": 2400}
 
@@ -107,17 +117,36 @@ def bench_data_path(settings: Settings, synthetic_size: tuple[int, int] = CIFAR_
         return rate
 
     b, o, info = interleaved(baseline, ours, settings.rounds)
-    return Result("cifar_data_path", "img/s", b, o, details={
-        **info, "batches_baseline": n, "batches_ours": n_ours, "batch": BATCH, "workers_baseline": settings.workers,
-        "threads_ours": settings.threads, "data": describe_data(settings)})
+    return Result(
+        "cifar_data_path",
+        "img/s",
+        b,
+        o,
+        details={
+            **info,
+            "batches_baseline": n,
+            "batches_ours": n_ours,
+            "batch": BATCH,
+            "workers_baseline": settings.workers,
+            "threads_ours": settings.threads,
+            "data": describe_data(settings),
+        },
+    )
 
 
 # ----- trainer_end_to_end_resnet20 ---------------------------------------------------------------------------------
 def our_loop(settings: Settings, arrays, iters: int, warmup: int) -> tuple[float, dict]:
     """Iterations/s of `train()`'s loop over `iters` iterations after `warmup`, from the loop's own timing of its
     training windows (an evaluation at `warmup` closes the first window; evaluations are not counted)."""
-    cfg = train_config(settings, "resnet20", limit_test=256, max_iters=warmup + iters, eval_every=warmup,
-                       checkpoint_every=warmup + iters, resume="never")
+    cfg = train_config(
+        settings,
+        "resnet20",
+        limit_test=256,
+        max_iters=warmup + iters,
+        eval_every=warmup,
+        checkpoint_every=warmup + iters,
+        resume="never",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         summary = fit(cfg, Path(tmp) / "run", settings.device, arrays)
         rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -138,10 +167,23 @@ def bench_end_to_end(settings: Settings) -> Result:
         return rate
 
     b, o, info = interleaved(lambda: reference_loop(settings, dataset, iters, warmup), ours, settings.rounds)
-    return Result("trainer_end_to_end_resnet20", "it/s", b, o, details={
-        **info, "iters": iters, "warmup_iters": warmup, "batch": BATCH, "workers_baseline": settings.workers,
-        "ours": run_info, "data": describe_data(settings),
-        "projected_64k_s_ours": PAPER_ITERS / o, "projected_64k_s_baseline": PAPER_ITERS / b})
+    return Result(
+        "trainer_end_to_end_resnet20",
+        "it/s",
+        b,
+        o,
+        details={
+            **info,
+            "iters": iters,
+            "warmup_iters": warmup,
+            "batch": BATCH,
+            "workers_baseline": settings.workers,
+            "ours": run_info,
+            "data": describe_data(settings),
+            "projected_64k_s_ours": PAPER_ITERS / o,
+            "projected_64k_s_baseline": PAPER_ITERS / b,
+        },
+    )
 
 
 # ----- train_step_<model> ------------------------------------------------------------------------------------------
@@ -154,13 +196,21 @@ def bench_train_step(settings: Settings, model_name: str) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         model, baseline_step = eager_fp32_step(model_name, device)
         trainer, ours_step = trainer_step(settings, model_name, Path(tmp) / "run")
-        b, o, info = interleaved(lambda: steps_per_s(baseline_step, settings.step_iters, settings.step_warmup, device),
-                                 lambda: steps_per_s(ours_step, settings.step_iters, settings.step_warmup, device),
-                                 settings.rounds)
-        details = {**info, "batch": BATCH, "iters": settings.step_iters, "precision": trainer.precision,
-                   "channels_last": trainer.memory_format == torch.channels_last,
-                   "optimizer": optimizer_kind(trainer.optimizer), "compile": settings.compile,
-                   "cuda_graphs": trainer.use_cuda_graphs}
+        b, o, info = interleaved(
+            lambda: steps_per_s(baseline_step, settings.step_iters, settings.step_warmup, device),
+            lambda: steps_per_s(ours_step, settings.step_iters, settings.step_warmup, device),
+            settings.rounds,
+        )
+        details = {
+            **info,
+            "batch": BATCH,
+            "iters": settings.step_iters,
+            "precision": trainer.precision,
+            "channels_last": trainer.memory_format == torch.channels_last,
+            "optimizer": optimizer_kind(trainer.optimizer),
+            "compile": settings.compile,
+            "cuda_graphs": trainer.use_cuda_graphs,
+        }
         # A training step is about 3x the forward's multiply-adds (forward, and backward for inputs and weights).
         flops_per_step = 3 * 2 * model.flops() * BATCH
         details["train_flops_per_step"] = flops_per_step
@@ -185,11 +235,23 @@ def bench_sgd(settings: Settings) -> Result:
         return model, build_optimizer(model.parameters(), OptimConfig(impl=impl), device)
 
     (_, loop_opt), (model, our_opt) = model_and_optimizer("loop"), model_and_optimizer("auto")
-    b, o, info = interleaved(lambda: steps_per_s(loop_opt.step, settings.sgd_iters, 3, device),
-                             lambda: steps_per_s(our_opt.step, settings.sgd_iters, 3, device), settings.rounds)
-    return Result("sgd_step_resnet110", "steps/s", b, o, details={
-        **info, "ours": optimizer_kind(our_opt), "baseline": "per-parameter loop (foreach=False)",
-        "param_tensors": len(list(model.parameters()))})
+    b, o, info = interleaved(
+        lambda: steps_per_s(loop_opt.step, settings.sgd_iters, 3, device),
+        lambda: steps_per_s(our_opt.step, settings.sgd_iters, 3, device),
+        settings.rounds,
+    )
+    return Result(
+        "sgd_step_resnet110",
+        "steps/s",
+        b,
+        o,
+        details={
+            **info,
+            "ours": optimizer_kind(our_opt),
+            "baseline": "per-parameter loop (foreach=False)",
+            "param_tensors": len(list(model.parameters())),
+        },
+    )
 
 
 # ----- peak_memory_<model> -----------------------------------------------------------------------------------------
@@ -249,26 +311,41 @@ def bench_peak_memory(settings: Settings, model_name: str) -> Result:
     if reason := peak_memory_skip_reason(settings, model_name):
         return Result(f"peak_memory_{model_name}", "MiB", None, None, details={"skipped": reason})
     values = {}
-    code = (f"import sys; from {__name__} import peak_memory_child; "
-            "peak_memory_child(sys.argv[1], sys.argv[2], sys.argv[3])")
+    code = (
+        f"import sys; from {__name__} import peak_memory_child; "
+        "peak_memory_child(sys.argv[1], sys.argv[2], sys.argv[3])"
+    )
     for variant in ("baseline", "ours"):
-        proc = subprocess.run([sys.executable, "-c", code, settings.to_json(), model_name, variant],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, settings.to_json(), model_name, variant],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         if proc.returncode:
             raise RuntimeError(f"peak memory of {model_name} ({variant}) failed:\n{proc.stderr[-2000:]}")
         values[variant] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_bytes"] / 2**20
-    how = ("torch.cuda.max_memory_allocated" if settings.device.type == "cuda"
-           else "peak RSS (VmHWM) of a fresh process above its RSS before the model")
-    return Result(f"peak_memory_{model_name}", "MiB", values["baseline"], values["ours"], details={
-        "batch": BATCH, "measured_by": how, "steps": 2})
+    how = (
+        "torch.cuda.max_memory_allocated"
+        if settings.device.type == "cuda"
+        else "peak RSS (VmHWM) of a fresh process above its RSS before the model"
+    )
+    return Result(
+        f"peak_memory_{model_name}",
+        "MiB",
+        values["baseline"],
+        values["ours"],
+        details={"batch": BATCH, "measured_by": how, "steps": 2},
+    )
 
 
 # ----- multiseed3_resnet20 (GPU) -----------------------------------------------------------------------------------
 def bench_multiseed(settings: Settings, k: int = 3) -> Result:
     name = f"multiseed{k}_resnet20"
     if settings.device.type != "cuda":
-        return Result(name, "seed-it/s", None, None,
-                      details={"skipped": "GPU only: on a CPU the seeds run one after another"})
+        return Result(
+            name, "seed-it/s", None, None, details={"skipped": "GPU only: on a CPU the seeds run one after another"}
+        )
     with tempfile.TemporaryDirectory() as tmp:
         streams = [torch.cuda.Stream(settings.device) for _ in range(k)]
         steps = []
@@ -291,8 +368,9 @@ def bench_multiseed(settings: Settings, k: int = 3) -> Result:
         def seed_steps_per_s(step_all: Callable[[], None]) -> float:
             return k * steps_per_s(step_all, settings.step_iters, settings.step_warmup, settings.device)
 
-        b, o, info = interleaved(lambda: seed_steps_per_s(one_after_another), lambda: seed_steps_per_s(on_streams),
-                                 settings.rounds)
+        b, o, info = interleaved(
+            lambda: seed_steps_per_s(one_after_another), lambda: seed_steps_per_s(on_streams), settings.rounds
+        )
     return Result(name, "seed-it/s", b, o, details={**info, "seeds": k, "cuda_graphs": settings.cuda_graphs})
 
 
@@ -308,14 +386,32 @@ def bench_imagenet_decode(settings: Settings) -> Result:
         def rate(gpu_decode: bool) -> float:
             # mean_std normalization: the per-pixel mean would cost a pass over the files first, and normalization
             # runs on the GPU the same way for both
-            cfg = DataConfig(name=Dataset.imagenet, root=str(root), batch_size=batch, num_workers=settings.workers,
-                             normalize=Normalize.mean_std, gpu_decode=gpu_decode)
+            cfg = DataConfig(
+                name=Dataset.imagenet,
+                root=str(root),
+                batch_size=batch,
+                num_workers=settings.workers,
+                normalize=Normalize.mean_std,
+                gpu_decode=gpu_decode,
+            )
             return loader_throughput(cfg, settings.device, batches=batches, warmup=3)["img_per_s"]
 
         b, o, info = interleaved(lambda: rate(False), lambda: rate(True), settings.rounds)
-    return Result(name, "img/s", b, o, details={
-        **info, "batch": batch, "batches": batches, "workers": settings.workers,
-        "data": str(settings.imagenet_root) if settings.imagenet_root else "synthetic 500x375 JPEGs, 8 classes x 128"})
+    return Result(
+        name,
+        "img/s",
+        b,
+        o,
+        details={
+            **info,
+            "batch": batch,
+            "batches": batches,
+            "workers": settings.workers,
+            "data": str(settings.imagenet_root)
+            if settings.imagenet_root
+            else "synthetic 500x375 JPEGs, 8 classes x 128",
+        },
+    )
 
 
 # ----- paper_protocol_<model> (GPU) --------------------------------------------------------------------------------
@@ -324,19 +420,32 @@ def bench_protocol(settings: Settings, model_name: str) -> Result:
     iterations, an evaluation every 1000, a checkpoint every 2000), on this device, with --cuda-graphs/--compile."""
     k = settings.protocol_seeds
     name = f"paper_protocol_{model_name}" + (f"_x{k}" if k > 1 else "")
-    overrides = [f"data.root={settings.cifar_root}", f"trainer.device={settings.device.type}", "trainer.progress=none",
-                 "trainer.resume=never", f"trainer.max_iters={settings.protocol_iters}", f"trainer.seeds_per_job={k}",
-                 f"trainer.compile={str(settings.compile).lower()}",
-                 f"trainer.cuda_graphs={str(settings.cuda_graphs).lower()}"]
+    overrides = [
+        f"data.root={settings.cifar_root}",
+        f"trainer.device={settings.device.type}",
+        "trainer.progress=none",
+        "trainer.resume=never",
+        f"trainer.max_iters={settings.protocol_iters}",
+        f"trainer.seeds_per_job={k}",
+        f"trainer.compile={str(settings.compile).lower()}",
+        f"trainer.cuda_graphs={str(settings.cuda_graphs).lower()}",
+    ]
     cfg = experiment_config(f"cifar10/{model_name}", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         summary = fit(cfg, Path(tmp) / "seed0", settings.device, cifar_arrays(settings))
     wall = summary["wall_s"]
     flops = 3 * 2 * build_model(model_name).flops() * BATCH * settings.protocol_iters * k
-    details = {"iters": settings.protocol_iters, "seeds": k, "precision": summary["precision"],
-               "compile": settings.compile, "cuda_graphs": settings.cuda_graphs, "data": describe_data(settings),
-               "target_s_h100": PROTOCOL_TARGET_S.get(model_name), "achieved_tflops_ours": flops / wall / 1e12,
-               "command": f"python scripts/train.py experiment=cifar10/{model_name} " + " ".join(overrides)}
+    details = {
+        "iters": settings.protocol_iters,
+        "seeds": k,
+        "precision": summary["precision"],
+        "compile": settings.compile,
+        "cuda_graphs": settings.cuda_graphs,
+        "data": describe_data(settings),
+        "target_s_h100": PROTOCOL_TARGET_S.get(model_name),
+        "achieved_tflops_ours": flops / wall / 1e12,
+        "command": f"python scripts/train.py experiment=cifar10/{model_name} " + " ".join(overrides),
+    }
     return Result(name, "s", None, wall, details=with_fraction_of_peak(details, settings))
 
 
@@ -357,7 +466,8 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result]]]:
     if settings.only:
         unknown = set(settings.only) - {n for n, _ in plan}
         if unknown:
-            raise SystemExit(f"--only: no benchmark named {', '.join(sorted(unknown))} "
-                             f"(names: {', '.join(n for n, _ in plan)})")
+            raise SystemExit(
+                f"--only: no benchmark named {', '.join(sorted(unknown))} (names: {', '.join(n for n, _ in plan)})"
+            )
         plan = [(n, f) for n, f in plan if n in settings.only]
     return plan

@@ -25,26 +25,41 @@ from .inputs import describe_data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python scripts/bench.py",
-                                description="our training path against the usual way, side by side in one process")
+    p = argparse.ArgumentParser(
+        prog="python scripts/bench.py",
+        description="our training path against the usual way, side by side in one process",
+    )
     p.add_argument("--quick", action="store_true", help="fewer rounds and iterations: a CPU run of a few minutes")
-    p.add_argument("--out", type=Path,
-                   help="the JSON file (a .md beside it); default results/bench/<device>-<date>.json")
+    p.add_argument(
+        "--out", type=Path, help="the JSON file (a .md beside it); default results/bench/<device>-<date>.json"
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=None, help="torch threads, and the baseline's DataLoader workers "
-                   "(default: torch's default, the number of cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads, and the baseline's DataLoader workers (default: torch's default, the number of cores)",
+    )
     p.add_argument("--compile", action="store_true", help="ours with trainer.compile=true")
     p.add_argument("--cuda-graphs", action="store_true", help="ours with trainer.cuda_graphs=true (GPU)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="alternating rounds per benchmark (default 3; 1 with --quick)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds per benchmark (default 3; 1 with --quick)"
+    )
     p.add_argument("--e2e-iters", type=int, default=200, help="timed iterations of trainer_end_to_end_resnet20")
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table")
     p.add_argument("--cifar-root", default="data/cifar10")
-    p.add_argument("--imagenet-root", default=None,
-                   help="an ImageNet folder for imagenet_decode (default: synthetic JPEGs)")
+    p.add_argument(
+        "--imagenet-root", default=None, help="an ImageNet folder for imagenet_decode (default: synthetic JPEGs)"
+    )
     p.add_argument("--only", nargs="*", default=(), help="run only these benchmarks (names as in the JSON)")
-    p.add_argument("--protocol", nargs="*", default=(), metavar="MODEL", help="also time the whole paper protocol "
-                   "(64k iterations with evaluations and checkpoints) of these nets, e.g. resnet20 resnet56 (GPU)")
+    p.add_argument(
+        "--protocol",
+        nargs="*",
+        default=(),
+        metavar="MODEL",
+        help="also time the whole paper protocol "
+        "(64k iterations with evaluations and checkpoints) of these nets, e.g. resnet20 resnet56 (GPU)",
+    )
     p.add_argument("--protocol-iters", type=int, default=PAPER_ITERS, help="iterations of --protocol runs")
     p.add_argument("--protocol-seeds", type=int, default=1, help="seeds per --protocol job (trainer.seeds_per_job)")
     return p.parse_args(argv)
@@ -53,11 +68,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_settings(args: argparse.Namespace) -> Settings:
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    settings = Settings(quick=args.quick, device=device, threads=threads, workers=threads, compile=args.compile,
-                        cuda_graphs=args.cuda_graphs, peak_tflops=args.peak_tflops, cifar_root=args.cifar_root,
-                        only=tuple(args.only), e2e_iters=args.e2e_iters, protocol=tuple(args.protocol),
-                        protocol_iters=args.protocol_iters, protocol_seeds=args.protocol_seeds,
-                        imagenet_root=args.imagenet_root)
+    settings = Settings(
+        quick=args.quick,
+        device=device,
+        threads=threads,
+        workers=threads,
+        compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+        peak_tflops=args.peak_tflops,
+        cifar_root=args.cifar_root,
+        only=tuple(args.only),
+        e2e_iters=args.e2e_iters,
+        protocol=tuple(args.protocol),
+        protocol_iters=args.protocol_iters,
+        protocol_seeds=args.protocol_seeds,
+        imagenet_root=args.imagenet_root,
+    )
     if args.quick:
         settings.rounds, settings.data_batches, settings.e2e_warmup = 1, 40, 20
         settings.step_iters, settings.step_warmup, settings.sgd_iters = 3, 1, 10
@@ -75,20 +101,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = make_settings(args)
     torch.set_num_threads(settings.threads)
     set_backend_flags(deterministic=False)  # the baselines get the backend flags our runs get
-    report = {**reports.host_info(settings), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "git_commit": git_state()[0],
-              "command": " ".join(["python", "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]),
-              "load_average_at_start": os.getloadavg(), "data": describe_data(settings),
-              "settings": json.loads(settings.to_json()), "results": []}
+    report = {
+        **reports.host_info(settings),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": git_state()[0],
+        "command": " ".join(["python", "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]),
+        "load_average_at_start": os.getloadavg(),
+        "data": describe_data(settings),
+        "settings": json.loads(settings.to_json()),
+        "results": [],
+    }
     out = args.out or reports.default_out(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     for name, run in benchmarks(settings):
         t = time.perf_counter()
         result = run()
         report["results"].append(asdict(result))
-        print(f"{name:32s} baseline {reports.fmt(result.baseline):>10s}  ours {reports.fmt(result.ours):>10s} "
-              f"{result.unit:10s} {reports.ratio_text(result.ratio):>7s}  ({time.perf_counter() - t:.0f} s)",
-              flush=True)
+        print(
+            f"{name:32s} baseline {reports.fmt(result.baseline):>10s}  ours {reports.fmt(result.ours):>10s} "
+            f"{result.unit:10s} {reports.ratio_text(result.ratio):>7s}  ({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
         report["load_average_at_end"] = os.getloadavg()
         reports.write(report, out)
     print(f"wrote {out} and {out.with_suffix('.md')}")

@@ -22,8 +22,9 @@ def cifar_available(root: str | Path) -> bool:
 
 def synthetic_arrays(n: int, seed: int = 0) -> ImageArrays:
     g = torch.Generator().manual_seed(seed)
-    return ImageArrays(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                       torch.randint(0, 10, (n,), generator=g))
+    return ImageArrays(
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    )
 
 
 def cifar_arrays(settings: Settings, synthetic_size: tuple[int, int] = CIFAR_SIZES) -> tuple[ImageArrays, ImageArrays]:
@@ -37,8 +38,10 @@ def cifar_arrays(settings: Settings, synthetic_size: tuple[int, int] = CIFAR_SIZ
 def describe_data(settings: Settings) -> str:
     if cifar_available(settings.cifar_root):
         return f"CIFAR-10 ({settings.cifar_root})"
-    return (f"synthetic: random uint8 images of CIFAR-10's shape and size, because CIFAR-10 is not in "
-            f"{settings.cifar_root} (`make prepare-cifar`); throughput does not depend on the pixels")
+    return (
+        f"synthetic: random uint8 images of CIFAR-10's shape and size, because CIFAR-10 is not in "
+        f"{settings.cifar_root} (`make prepare-cifar`); throughput does not depend on the pixels"
+    )
 
 
 def image_data(cfg: TrainConfig, device: torch.device, arrays: tuple[ImageArrays, ImageArrays]) -> DeviceImageData:
@@ -76,5 +79,10 @@ def loader_throughput(cfg: DataConfig, device: torch.device, batches: int = 50, 
         next(it)
     sync(device)
     seconds = time.perf_counter() - t0
-    return {"img_per_s": batches * cfg.batch_size / seconds, "batches": batches, "seconds": seconds,
-            "gpu_decode": cfg.gpu_decode, "num_workers": cfg.num_workers}
+    return {
+        "img_per_s": batches * cfg.batch_size / seconds,
+        "batches": batches,
+        "seconds": seconds,
+        "gpu_decode": cfg.gpu_decode,
+        "num_workers": cfg.num_workers,
+    }

@@ -22,8 +22,14 @@ def train_config(settings: Settings, model_name: str, limit_test: int = 0, **tra
     cfg = TrainConfig(
         data=DataConfig(root=settings.cifar_root, split=Split.full, batch_size=BATCH, limit_test=limit_test),
         model=ModelConfig(name=model_name),
-        trainer=TrainerConfig(device=Device(settings.device.type), progress=ProgressStyle.none,
-                              compile=settings.compile, cuda_graphs=settings.cuda_graphs, **trainer_options))
+        trainer=TrainerConfig(
+            device=Device(settings.device.type),
+            progress=ProgressStyle.none,
+            compile=settings.compile,
+            cuda_graphs=settings.cuda_graphs,
+            **trainer_options,
+        ),
+    )
     return config.load(cfg, processes=1)
 
 
@@ -40,8 +46,9 @@ def build_trainer(settings: Settings, model_name: str, run_dir: Path) -> Trainer
     """A Trainer set up as `train()` sets it up (model, optimizer, precision, memory format, compile), on as few
     images as the data object takes: the step cases feed it a fixed batch."""
     cfg = train_config(settings, model_name)
-    trainer = Trainer(cfg, run_dir, data=image_data(cfg, settings.device, (synthetic_arrays(BATCH, 0),
-                                                                            synthetic_arrays(16, 1))))
+    trainer = Trainer(
+        cfg, run_dir, data=image_data(cfg, settings.device, (synthetic_arrays(BATCH, 0), synthetic_arrays(16, 1)))
+    )
     trainer.build()
     return trainer
 

@@ -17,16 +17,23 @@ from .harness import ROOT, Settings
 def host_info(settings: Settings) -> dict[str, Any]:
     cpu = platform.processor()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     if settings.device.type == "cuda":
         device = torch.cuda.get_device_name(settings.device)
     else:
         device = f"cpu ({settings.threads} threads)"
-    return {"host": f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "device": device, "torch": torch.__version__, "cuda": torch.version.cuda}
+    return {
+        "host": f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def fmt(x: float | None) -> str:
@@ -40,31 +47,51 @@ def ratio_text(ratio: float | None) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Benchmark: {report['device']}", "",
-             f"- host: {report['host']}", f"- device: {report['device']}; torch {report['torch']}"
-             + (f", CUDA {report['cuda']}" if report.get("cuda") else ""),
-             f"- date: {report['date']}; git {report.get('git_commit') or '?'}",
-             f"- command: `{report['command']}`", f"- data: {report.get('data', '—')}",
-             f"- load average (1, 5, 15 min) at start {report.get('load_average_at_start')}, at end "
-             f"{report.get('load_average_at_end')}: other work on the machine slows both sides",
-             f"- settings: {json.dumps(report['settings'])}", "",
-             "| benchmark | unit | baseline | ours | ours / baseline | notes |", "|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"# Benchmark: {report['device']}",
+        "",
+        f"- host: {report['host']}",
+        f"- device: {report['device']}; torch {report['torch']}"
+        + (f", CUDA {report['cuda']}" if report.get("cuda") else ""),
+        f"- date: {report['date']}; git {report.get('git_commit') or '?'}",
+        f"- command: `{report['command']}`",
+        f"- data: {report.get('data', '—')}",
+        f"- load average (1, 5, 15 min) at start {report.get('load_average_at_start')}, at end "
+        f"{report.get('load_average_at_end')}: other work on the machine slows both sides",
+        f"- settings: {json.dumps(report['settings'])}",
+        "",
+        "| benchmark | unit | baseline | ours | ours / baseline | notes |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for r in report["results"]:
         d = r.get("details", {})
         notes = []
         if "skipped" in d:
             notes.append(f"skipped: {d['skipped']}")
-        for key in ("precision", "optimizer", "ours", "target_s_h100", "fraction_of_bf16_peak_ours",
-                    "achieved_tflops_ours", "projected_64k_s_ours", "projected_64k_steps_s_ours"):
+        for key in (
+            "precision",
+            "optimizer",
+            "ours",
+            "target_s_h100",
+            "fraction_of_bf16_peak_ours",
+            "achieved_tflops_ours",
+            "projected_64k_s_ours",
+            "projected_64k_steps_s_ours",
+        ):
             if key in d and not isinstance(d[key], dict):
                 value = d[key]
                 notes.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
         if isinstance(d.get("ours"), dict):
             notes.append(", ".join(f"{k}={v}" for k, v in d["ours"].items()))
-        lines.append(f"| {r['name']} | {r['unit']} | {fmt(r['baseline'])} | {fmt(r['ours'])} | "
-                     f"{ratio_text(r.get('ratio'))} | {'; '.join(notes)} |")
-    lines += ["", "Baseline and ours run in alternating rounds in one process; each cell is the median of the rounds "
-              "(all samples are in the JSON). peak_memory: ratio < 1 means ours needs less."]
+        lines.append(
+            f"| {r['name']} | {r['unit']} | {fmt(r['baseline'])} | {fmt(r['ours'])} | "
+            f"{ratio_text(r.get('ratio'))} | {'; '.join(notes)} |"
+        )
+    lines += [
+        "",
+        "Baseline and ours run in alternating rounds in one process; each cell is the median of the rounds "
+        "(all samples are in the JSON). peak_memory: ratio < 1 means ours needs less.",
+    ]
     return "\n".join(lines) + "\n"
 
 

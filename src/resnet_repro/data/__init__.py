@@ -18,8 +18,10 @@ def build_data(cfg: DataConfig, device: torch.device, seed: int, rank: int = 0, 
 
         data = ImageNetData(cfg, device, seed, rank, world_size)
     if cfg.batch_size > data.train_size:  # config.check_invariants knows the published sizes; this copy may be smaller
-        raise UserError(f"data.batch_size={cfg.batch_size} is larger than the {data.train_size} training images in "
-                        f"{cfg.root}: choose a smaller batch")
+        raise UserError(
+            f"data.batch_size={cfg.batch_size} is larger than the {data.train_size} training images in "
+            f"{cfg.root}: choose a smaller batch"
+        )
     return data
 
 

@@ -41,8 +41,9 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,20 +55,21 @@ from torchvision.io import ImageReadMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import DataConfig
-from ..io import atomic_write
 from ..errors import UserError
+from ..io import atomic_write
 from .streams import stream_generator, stream_seed
 
 log = logging.getLogger(__name__)
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a dependency here): they still work.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
-                        category=DeprecationWarning)
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+)
 
 # AlexNet's PCA of ImageNet RGB pixels in [0, 1] (as in fb.resnet.torch): eigenvalues and eigenvectors (columns).
 PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
-PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
-                           [-0.5808, -0.0045, -0.8140],
-                           [-0.5836, -0.6948, 0.4203]])
+PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
 # torchvision's normalization constants (normalize=mean_std).
 MEAN_STD = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
 VIEWS = ("center", "10crop", "full")
@@ -110,7 +112,8 @@ def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def train_view(image: torch.Tensor, scale: int, fy: float, fx: float, flip: bool, crop: int) -> torch.Tensor:
-    """Scale augmentation: shorter side to `scale`, a crop x crop crop at fractions (fy, fx) of the free range, a flip."""
+    """Scale augmentation: shorter side to `scale`, a crop x crop crop at fractions (fy, fx) of the free range, and
+    a flip."""
     image = resize_shorter(image, scale)
     h, w = image.shape[-2:]
     top, left = min(int(fy * (h - crop + 1)), h - crop), min(int(fx * (w - crop + 1)), w - crop)
@@ -159,8 +162,10 @@ class ImageFiles(Dataset):
         try:
             image = decode_rgb(data)
         except Exception as err:  # noqa: BLE001 - PIL raises several types for broken files
-            raise UserError(f"cannot decode {self.paths[index].decode(errors='replace')} in {self.root} "
-                            f"({type(err).__name__}): replace or remove the file") from None
+            raise UserError(
+                f"cannot decode {self.paths[index].decode(errors='replace')} in {self.root} "
+                f"({type(err).__name__}): replace or remove the file"
+            ) from None
         cfg = self.cfg
         if self.mode == "train":
             if not cfg.augment:
@@ -190,7 +195,7 @@ class IterationBatches(Sampler):
     (image index, sample seed). Data order: a permutation per epoch seeded by (seed, epoch); the last partial
     batch of an epoch is dropped; process r of W takes positions [r*B/W, (r+1)*B/W) of each global batch."""
 
-    def __init__(self, data: "ImageNetData", start_iter: int):
+    def __init__(self, data: ImageNetData, start_iter: int):
         self.data, self.start_iter = data, start_iter
 
     def __iter__(self):
@@ -217,10 +222,14 @@ def _scan(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     try:
         dataset = torchvision.datasets.ImageFolder(str(folder), loader=lambda path: path)
     except (FileNotFoundError, RuntimeError) as err:
-        raise UserError(f"no images found under {folder} ({str(err).splitlines()[0]}): expected one folder per class of JPEG files") from None
+        raise UserError(
+            f"no images found under {folder} ({str(err).splitlines()[0]}): expected one folder per class of JPEG files"
+        ) from None
     root = str(folder) + os.sep
-    paths = np.array([os.fsencode(p[len(root):] if p.startswith(root) else os.path.relpath(p, folder))
-                      for p, _ in dataset.samples], dtype=np.bytes_)
+    paths = np.array(
+        [os.fsencode(p[len(root) :] if p.startswith(root) else os.path.relpath(p, folder)) for p, _ in dataset.samples],
+        dtype=np.bytes_,
+    )
     labels = np.array([label for _, label in dataset.samples], dtype=np.int64)
     return dataset.classes, paths, labels
 
@@ -234,13 +243,16 @@ class ImageNetData:
 
     report_top5 = True
 
-    def __init__(self, cfg: DataConfig, device: torch.device, seed: int, rank: int = 0, world_size: int = 1,
-                 train: bool = True):
+    def __init__(
+        self, cfg: DataConfig, device: torch.device, seed: int, rank: int = 0, world_size: int = 1, train: bool = True
+    ):
         """train=False: only val/ is read (evaluation); the per-pixel mean must then be in its cache already,
         unless train/ is there to compute it from."""
         if cfg.gpu_decode and device.type != "cuda":
-            raise UserError("data.gpu_decode=true decodes JPEGs on a CUDA GPU but training runs on the CPU here: "
-                            "set data.gpu_decode=false (the default)")
+            raise UserError(
+                "data.gpu_decode=true decodes JPEGs on a CUDA GPU but training runs on the CPU here: "
+                "set data.gpu_decode=false (the default)"
+            )
         if isinstance(cfg, DictConfig):  # a plain dataclass: the workers read it per sample
             cfg = DataConfig(**OmegaConf.to_container(cfg, resolve=True))
         self.cfg, self.device, self.seed, self.rank, self.world_size = cfg, device, seed, rank, world_size
@@ -264,8 +276,10 @@ class ImageNetData:
     def _load_train(self) -> None:
         classes, paths, labels = _scan(self.root / "train")
         if classes != self.classes:
-            raise UserError(f"train/ and val/ of {self.root} have different class folders ({len(classes)} and "
-                            f"{len(self.classes)}): both need the same one folder per class")
+            raise UserError(
+                f"train/ and val/ of {self.root} have different class folders ({len(classes)} and "
+                f"{len(self.classes)}): both need the same one folder per class"
+            )
         keep = _subset(len(labels), self.cfg.limit_train)
         self._train = (paths[keep], labels[keep])
         self.train_size = len(keep)
@@ -316,14 +330,21 @@ class ImageNetData:
             return mean.to(self.device)
         if self._train is None:
             if not (self.root / "train").is_dir():
-                raise UserError(f"no cached per-pixel mean ({self._mean_cache_paths()[0].name}) in {self.root} and no "
-                                f"train/ to compute it from: use the data.root of training, or data.normalize=mean_std")
+                raise UserError(
+                    f"no cached per-pixel mean ({self._mean_cache_paths()[0].name}) in {self.root} and no "
+                    f"train/ to compute it from: use the data.root of training, or data.normalize=mean_std"
+                )
             self._load_train()
         if self.rank == 0 or not _dist_initialized():
             mean = self.compute_mean_image()
-            state = {"mean": mean, "images": min(self.cfg.mean_images, self.train_size) or self.train_size,
-                     "train_images": self.train_size, "resize": self.cfg.scale_min, "crop": self.cfg.crop_size,
-                     "subset_seed": _MEAN_SUBSET_SEED}
+            state = {
+                "mean": mean,
+                "images": min(self.cfg.mean_images, self.train_size) or self.train_size,
+                "train_images": self.train_size,
+                "resize": self.cfg.scale_min,
+                "crop": self.cfg.crop_size,
+                "subset_seed": _MEAN_SUBSET_SEED,
+            }
             for path in self._mean_cache_paths():
                 try:
                     atomic_write(path, lambda f: torch.save(state, f))
@@ -338,19 +359,29 @@ class ImageNetData:
             if self.rank != 0:
                 mean = self._read_mean_cache()
                 if mean is None:
-                    raise UserError(f"process {self.rank} cannot read the per-pixel mean rank 0 cached at "
-                                    f"{' or '.join(map(str, self._mean_cache_paths()))}: put data.root on a shared, writable file system")
+                    raise UserError(
+                        f"process {self.rank} cannot read the per-pixel mean rank 0 cached at "
+                        f"{' or '.join(map(str, self._mean_cache_paths()))}: "
+                        f"put data.root on a shared, writable file system"
+                    )
         return mean.to(self.device)
 
     def compute_mean_image(self) -> torch.Tensor:
         """Mean of the center views of a fixed subset (seed 0) of the training images, float32 3,crop,crop in [0, 1]."""
         paths, labels = self._train
         n = min(self.cfg.mean_images, len(labels)) if self.cfg.mean_images > 0 else len(labels)
-        subset = torch.randperm(len(labels), generator=stream_generator(_MEAN_SUBSET_SEED, 0, 0))[:n].sort().values.tolist()
+        subset = (
+            torch.randperm(len(labels), generator=stream_generator(_MEAN_SUBSET_SEED, 0, 0))[:n].sort().values.tolist()
+        )
         files = ImageFiles(self.root / "train", paths, labels, "center", self.cfg)
         batches = [[(i, None) for i in subset[s : s + 256]] for s in range(0, n, 256)]
-        loader = DataLoader(files, batch_sampler=batches, num_workers=self.cfg.num_workers, collate_fn=collate,
-                            generator=torch.Generator())  # its own: never draws from the global RNG (weight init)
+        loader = DataLoader(
+            files,
+            batch_sampler=batches,
+            num_workers=self.cfg.num_workers,
+            collate_fn=collate,
+            generator=torch.Generator(),
+        )  # its own: never draws from the global RNG (weight init)
         total = torch.zeros(self.input_size, dtype=torch.float64)
         t0 = time.perf_counter()
         for views, _, _ in loader:
@@ -375,12 +406,18 @@ class ImageNetData:
 
     def _loader(self, files: Dataset, batch_sampler, persistent: bool) -> DataLoader:
         workers = self.cfg.num_workers
-        return DataLoader(files, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate,
-                          pin_memory=self.device.type == "cuda", persistent_workers=persistent and workers > 0,
-                          prefetch_factor=4 if workers > 0 else None,
-                          # Views draw from per-sample generators; the loader's own seed must not consume the global
-                          # RNG (the model's initialization follows build_data).
-                          generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            files,
+            batch_sampler=batch_sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=persistent and workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+            # Views draw from per-sample generators; the loader's own seed must not consume the global
+            # RNG (the model's initialization follows build_data).
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def train_batches(self, start_iter: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Normalized, augmented images and labels on the device for iterations start_iter, start_iter+1, ..."""
@@ -467,5 +504,15 @@ class ImageNetData:
         return out
 
 
-__all__ = ["ImageNetData", "ImageFiles", "IterationBatches", "decode_rgb", "train_view", "center_view",
-           "ten_crop_views", "resize_shorter", "draw_train_params", "sample_seed"]
+__all__ = [
+    "ImageNetData",
+    "ImageFiles",
+    "IterationBatches",
+    "decode_rgb",
+    "train_view",
+    "center_view",
+    "ten_crop_views",
+    "resize_shorter",
+    "draw_train_params",
+    "sample_seed",
+]

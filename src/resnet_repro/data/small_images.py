@@ -12,9 +12,9 @@ batch as one process.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -74,7 +74,10 @@ def _read_idx(path: Path) -> np.ndarray:
         data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
         return data.reshape(shape)
     except (OSError, EOFError, ValueError) as err:
-        raise UserError(f"corrupt Fashion-MNIST file {path} ({err}): reinstall it (apt-get install --reinstall dataset-fashion-mnist)") from None
+        raise UserError(
+            f"corrupt Fashion-MNIST file {path} ({err}): reinstall it "
+            f"(apt-get install --reinstall dataset-fashion-mnist)"
+        ) from None
 
 
 def load_fashion_mnist(root: str | Path, train: bool) -> ImageArrays:
@@ -108,14 +111,19 @@ def load_test_set(name: str, root: str | Path) -> ImageArrays:
 
 
 def paper_split(train: ImageArrays, val_size: int) -> tuple[ImageArrays, ImageArrays]:
-    """The paper's 45k/5k split: a fixed permutation (seed 0, independent of the run's seed) picks the held-out images."""
+    """The paper's 45k/5k split: a fixed permutation (seed 0, independent of the run's seed) picks the held-out
+    images."""
     if val_size >= len(train):
-        raise UserError(f"data.val_size={val_size} leaves no training images: this copy of the data set has "
-                        f"{len(train)}; choose a smaller val_size, or data.split=full")
+        raise UserError(
+            f"data.val_size={val_size} leaves no training images: this copy of the data set has "
+            f"{len(train)}; choose a smaller val_size, or data.split=full"
+        )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
-    return (ImageArrays(train.images[train_idx], train.labels[train_idx]),
-            ImageArrays(train.images[val_idx], train.labels[val_idx]))
+    return (
+        ImageArrays(train.images[train_idx], train.labels[train_idx]),
+        ImageArrays(train.images[val_idx], train.labels[val_idx]),
+    )
 
 
 class DeviceImageData:
@@ -126,11 +134,20 @@ class DeviceImageData:
 
     report_top5 = False  # 10 classes: top-5 error says little (ImageNet reports it)
 
-    def __init__(self, cfg: DataConfig, device: torch.device, seed: int, rank: int = 0, world_size: int = 1,
-                 arrays: tuple[ImageArrays, ImageArrays] | None = None):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        device: torch.device,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        arrays: tuple[ImageArrays, ImageArrays] | None = None,
+    ):
         if arrays is None:
-            arrays = (load_split(cfg.name, cfg.root, train=True, download=cfg.download),
-                      load_split(cfg.name, cfg.root, train=False, download=cfg.download))
+            arrays = (
+                load_split(cfg.name, cfg.root, train=True, download=cfg.download),
+                load_split(cfg.name, cfg.root, train=False, download=cfg.download),
+            )
         train, test = arrays
         val = None
         if cfg.split == "paper":

@@ -27,7 +27,8 @@ TEST_KILL_ENV = "RESNET_REPRO_TEST_KILL"
 def kill_point(point: str, iteration: int | None) -> None:
     """Fault injection for the tests of exact resume: with RESNET_REPRO_TEST_KILL=<point>@<iteration> in the
     environment the process kills itself with SIGKILL there. Points: `eval` (between the evaluation of two splits),
-    `checkpoint` (a checkpoint's temporary file written, not yet renamed). Checked only at evaluations and checkpoints."""
+    `checkpoint` (a checkpoint's temporary file written, not yet renamed). Checked only at evaluations and
+    checkpoints."""
     wanted = os.environ.get(TEST_KILL_ENV)
     if wanted and wanted == f"{point}@{iteration}":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -77,8 +78,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint; a truncated or corrupt file is a UserError naming it (never a silent fresh start)."""
-    advice = "move it away and resume from another checkpoint (trainer.resume=PATH, e.g. checkpoints/best.pt), " \
-             "or start a new run in a new directory"
+    advice = (
+        "move it away and resume from another checkpoint (trainer.resume=PATH, e.g. checkpoints/best.pt), "
+        "or start a new run in a new directory"
+    )
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except FileNotFoundError:
@@ -90,5 +93,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"checkpoint {path} has no 'model' entry: it was not written by this repo's trainer")
     if DIGEST_KEY in state and state_digest(state) != state[DIGEST_KEY]:
-        raise UserError(f"checkpoint {path} is corrupt (its contents do not match the checksum written with it): {advice}")
+        raise UserError(
+            f"checkpoint {path} is corrupt (its contents do not match the checksum written with it): {advice}"
+        )
     return state

@@ -72,8 +72,11 @@ class GraphedStep:
         trainer = self.trainer
         return {
             "model": [t.detach().clone() for t in trainer.raw_model.state_dict().values()],
-            "momentum": {p: s["momentum_buffer"].clone() for p, s in trainer.optimizer.state.items()
-                         if s.get("momentum_buffer") is not None},
+            "momentum": {
+                p: s["momentum_buffer"].clone()
+                for p, s in trainer.optimizer.state.items()
+                if s.get("momentum_buffer") is not None
+            },
         }
 
     @torch.no_grad()

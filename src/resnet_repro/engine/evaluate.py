@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from ..config import DataConfig
@@ -59,7 +59,9 @@ class EvalOptions:
     def check(self) -> None:
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown or not self.protocols:
-            raise UserError(f"unknown protocol(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(PROTOCOLS)}")
+            raise UserError(
+                f"unknown protocol(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(PROTOCOLS)}"
+            )
         if not self.scales or min(self.scales) <= 0:
             raise UserError(f"multiscale scales must be positive shorter sides, got {list(self.scales)}")
         if self.precision not in ("fp32", "bf16"):
@@ -91,8 +93,14 @@ class _Forward:
         return torch.cat(out)
 
 
-def predict(model: torch.nn.Module, data, protocol: str, options: EvalOptions, split: str = "test",
-            device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def predict(
+    model: torch.nn.Module,
+    data,
+    protocol: str,
+    options: EvalOptions,
+    split: str = "test",
+    device: torch.device | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(averaged softmax probabilities N,K, labels N) for each batch of this process's shard of `split`."""
     device = device or data.device
     crop = data.cfg.crop_size
@@ -129,15 +137,27 @@ def multiscale_probs(forward: _Forward, data, images: list[torch.Tensor], scales
     return total / views
 
 
-def evaluate_protocol(model: torch.nn.Module, data, protocol: str, options: EvalOptions, split: str = "test") -> dict[str, Any]:
+def evaluate_protocol(
+    model: torch.nn.Module, data, protocol: str, options: EvalOptions, split: str = "test"
+) -> dict[str, Any]:
     """Top-1 and top-5 error (and the NLL of the averaged probabilities) of one protocol on `split`."""
     t0 = time.perf_counter()
     sums = torch.zeros(4, dtype=torch.float64)  # nll, top-1 wrong, top-5 wrong, count
     for probs, labels in predict(model, data, protocol, options, split):
         labels = labels.to(probs.device)
         wrong1, wrong5 = top1_top5_wrong(probs, labels)
-        sums += torch.stack([-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().sum(), wrong1, wrong5,
-                             torch.tensor(len(labels), device=probs.device)]).double().cpu()
+        sums += (
+            torch.stack(
+                [
+                    -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().sum(),
+                    wrong1,
+                    wrong5,
+                    torch.tensor(len(labels), device=probs.device),
+                ]
+            )
+            .double()
+            .cpu()
+        )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         sums = sums.to(data.device)
         torch.distributed.all_reduce(sums)
@@ -145,14 +165,23 @@ def evaluate_protocol(model: torch.nn.Module, data, protocol: str, options: Eval
     nll, wrong1, wrong5, count = sums.tolist()
     if not count:
         raise UserError(f"no images to evaluate in {split}")
-    result = {"top1_err": wrong1 / count, "top5_err": wrong5 / count, "nll": nll / count, "images": int(count),
-              "averaged": "softmax", "wall_s": time.perf_counter() - t0}
+    result = {
+        "top1_err": wrong1 / count,
+        "top5_err": wrong5 / count,
+        "nll": nll / count,
+        "images": int(count),
+        "averaged": "softmax",
+        "wall_s": time.perf_counter() - t0,
+    }
     cfg = data.cfg
     if protocol in ("center", "10crop"):
         result.update(views_per_image=1 if protocol == "center" else 10, resize=cfg.scale_min, crop=cfg.crop_size)
     else:
-        result.update(views_per_image=len(options.scales) * (2 if options.flip else 1), scales=list(options.scales),
-                      flip=options.flip)
+        result.update(
+            views_per_image=len(options.scales) * (2 if options.flip else 1),
+            scales=list(options.scales),
+            flip=options.flip,
+        )
     result["normalize"] = cfg.normalize
     if options.limit:
         result["limit"] = options.limit
@@ -165,8 +194,14 @@ def evaluate_model(model: torch.nn.Module, data, options: EvalOptions) -> dict[s
     for protocol in options.protocols:
         out[protocol] = evaluate_protocol(model, data, protocol, options)
         r = out[protocol]
-        log.info("%s: top-1 %.2f%% top-5 %.2f%% (%d images, %.0f s)", protocol, 100 * r["top1_err"],
-                 100 * r["top5_err"], r["images"], r["wall_s"])
+        log.info(
+            "%s: top-1 %.2f%% top-5 %.2f%% (%d images, %.0f s)",
+            protocol,
+            100 * r["top1_err"],
+            100 * r["top5_err"],
+            r["images"],
+            r["wall_s"],
+        )
     return out
 
 
@@ -186,9 +221,15 @@ def _data_config(base: dict[str, Any], options: EvalOptions, device: torch.devic
 # ----- a trained run ----------------------------------------------------------------------------------------------
 
 
-def evaluate_run(run_dir: str | Path, options: EvalOptions, checkpoint: str | Path | None = None,
-                 data_root: str | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
-    """Evaluate a run's checkpoint (default checkpoints/last.pt) under each protocol; write eval.json and summary.json."""
+def evaluate_run(
+    run_dir: str | Path,
+    options: EvalOptions,
+    checkpoint: str | Path | None = None,
+    data_root: str | None = None,
+    allow_incomplete: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint (default checkpoints/last.pt) under each protocol; write eval.json and
+    summary.json."""
     from ..data.imagenet import ImageNetData
 
     options.check()
@@ -198,16 +239,22 @@ def evaluate_run(run_dir: str | Path, options: EvalOptions, checkpoint: str | Pa
     cfg = OmegaConf.load(dirs.config)
     summary = records.read_json(dirs.summary) if dirs.summary.exists() else {}
     if summary.get("status") != "complete" and not allow_incomplete and checkpoint is None:
-        raise UserError(f"run {dirs.path} is {summary.get('status', 'without summary.json')}, not complete: finish it, "
-                        f"or pass --allow-incomplete (its last checkpoint) or --checkpoint PATH")
+        raise UserError(
+            f"run {dirs.path} is {summary.get('status', 'without summary.json')}, not complete: finish it, "
+            f"or pass --allow-incomplete (its last checkpoint) or --checkpoint PATH"
+        )
     ckpt_path = Path(checkpoint) if checkpoint else dirs.last
     dirs.lock()  # fails at once if a trainer is writing this run; keeps one from rewriting summary.json meanwhile
     try:
         state = load_checkpoint(ckpt_path, map_location="cpu")
         device = resolve_device(options.device)
         base = OmegaConf.to_container(cfg.data, resolve=True)
-        data = ImageNetData(_data_config(base, options, device, **({"root": data_root} if data_root else {})), device,
-                            seed=cfg.seed, train=False)
+        data = ImageNetData(
+            _data_config(base, options, device, **({"root": data_root} if data_root else {})),
+            device,
+            seed=cfg.seed,
+            train=False,
+        )
         model = build_model_from_config(cfg.model, data.num_classes)
         model.load_state_dict(state["model"])
         model.to(device)
@@ -254,18 +301,28 @@ def load_torchvision_state_dict(name: str, weights: str) -> tuple[dict[str, torc
         label = weights.split(".")[-1]
         w = enum.DEFAULT if label == "DEFAULT" else enum[label]
     except (KeyError, ValueError):
-        raise UserError(f"unknown weights {weights!r} for {name}: a file, or one of DEFAULT, "
-                        f"{', '.join(w.name for w in torchvision.models.get_model_weights(name))}") from None
+        raise UserError(
+            f"unknown weights {weights!r} for {name}: a file, or one of DEFAULT, "
+            f"{', '.join(w.name for w in torchvision.models.get_model_weights(name))}"
+        ) from None
     try:
         return w.get_state_dict(progress=True), w.name
     except (OSError, RuntimeError) as err:  # URLError is an OSError
-        raise UserError(f"cannot download {w} ({str(err).splitlines()[0]}): on a machine with network, save it with "
-                        f"torch.save(torchvision.models.get_weight('{w}').get_state_dict(), 'FILE.pth') and pass "
-                        f"--weights FILE.pth") from None
+        raise UserError(
+            f"cannot download {w} ({str(err).splitlines()[0]}): on a machine with network, save it with "
+            f"torch.save(torchvision.models.get_weight('{w}').get_state_dict(), 'FILE.pth') and pass "
+            f"--weights FILE.pth"
+        ) from None
 
 
-def evaluate_torchvision(name: str, weights: str, data_root: str, options: EvalOptions,
-                         out_dir: str | Path = TORCHVISION_OUT, data_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_torchvision(
+    name: str,
+    weights: str,
+    data_root: str,
+    options: EvalOptions,
+    out_dir: str | Path = TORCHVISION_OUT,
+    data_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """torchvision's weights in our network (shortcut B, stride on the 3x3: the same state_dict), with torchvision's
     mean/std normalization, under the paper's protocols. Writes <out_dir>/<name>.json, one entry per weights."""
     from ..data.imagenet import ImageNetData
@@ -281,8 +338,15 @@ def evaluate_torchvision(name: str, weights: str, data_root: str, options: EvalO
     except RuntimeError as err:
         raise UserError(f"weights {weights} do not fit torchvision's {name}: {str(err).splitlines()[0]}") from None
     device = resolve_device(options.device)
-    base = {"name": "imagenet", "root": data_root, "normalize": "mean_std", "scale_min": 256, "crop_size": 224,
-            "eval_batch_size": 100, **(data_overrides or {})}
+    base = {
+        "name": "imagenet",
+        "root": data_root,
+        "normalize": "mean_std",
+        "scale_min": 256,
+        "crop_size": 224,
+        "eval_batch_size": 100,
+        **(data_overrides or {}),
+    }
     data = ImageNetData(_data_config(base, options, device), device, seed=0, train=False)
     model.to(device)
     results = evaluate_model(model, data, options)
@@ -298,9 +362,23 @@ def evaluate_torchvision(name: str, weights: str, data_root: str, options: EvalO
 
 
 def format_results(results: dict[str, dict[str, Any]]) -> str:
-    return "\n".join(f"  {p:<10} top-1 {100 * r['top1_err']:6.2f}%  top-5 {100 * r['top5_err']:6.2f}%  "
-                     f"({r['images']} images, {r['views_per_image']} views each)" for p, r in results.items())
+    return "\n".join(
+        f"  {p:<10} top-1 {100 * r['top1_err']:6.2f}%  top-5 {100 * r['top5_err']:6.2f}%  "
+        f"({r['images']} images, {r['views_per_image']} views each)"
+        for p, r in results.items()
+    )
 
 
-__all__ = ["PROTOCOLS", "PAPER_SCALES", "EvalOptions", "predict", "multiscale_probs", "evaluate_protocol",
-           "evaluate_model", "evaluate_run", "evaluate_torchvision", "load_torchvision_state_dict", "format_results"]
+__all__ = [
+    "PROTOCOLS",
+    "PAPER_SCALES",
+    "EvalOptions",
+    "predict",
+    "multiscale_probs",
+    "evaluate_protocol",
+    "evaluate_model",
+    "evaluate_run",
+    "evaluate_torchvision",
+    "load_torchvision_state_dict",
+    "format_results",
+]

@@ -45,8 +45,9 @@ def lane_dirs(run_dir: Path, seed: int, seeds: list[int]) -> list[Path]:
 def lane_config(cfg: TrainConfig, seed: int, run_dir: Path) -> TrainConfig:
     """The config of the single-seed run that one seed of the job is."""
     trainer = dataclasses.replace(cfg.trainer, seeds_per_job=1)
-    return dataclasses.replace(cfg, seed=seed, trainer=trainer,
-                               run_dir=str(run_dir) if cfg.run_dir is not None else None)
+    return dataclasses.replace(
+        cfg, seed=seed, trainer=trainer, run_dir=str(run_dir) if cfg.run_dir is not None else None
+    )
 
 
 class MultiSeedTrainer:
@@ -54,8 +55,10 @@ class MultiSeedTrainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         seeds = [cfg.seed + k for k in range(cfg.trainer.seeds_per_job)]
-        self.trainers = [Trainer(lane_config(cfg, seed, path), path)
-                         for seed, path in zip(seeds, lane_dirs(run_dir, cfg.seed, seeds))]
+        self.trainers = [
+            Trainer(lane_config(cfg, seed, path), path)
+            for seed, path in zip(seeds, lane_dirs(run_dir, cfg.seed, seeds))
+        ]
         self.streams = {id(t): torch.cuda.Stream(t.device) if t.device.type == "cuda" else None for t in self.trainers}
 
     def on_stream(self, trainer: Trainer):

@@ -1,4 +1,5 @@
-"""A run's records: config.yaml, metrics.jsonl (one line per evaluation), summary.json. Figures and tables read these."""
+"""A run's records: config.yaml, metrics.jsonl (one line per evaluation), summary.json. Figures and tables read
+these."""
 
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ from ..io import atomic_write
 
 # Keys that may differ between the run that made a directory and a later command that resumes it.
 RESUMABLE_KEYS = {
-    "trainer.resume", "trainer.progress", "trainer.device", "trainer.checkpoint_every", "data.root", "data.download",
-    "data.num_workers", "data.eval_batch_size", "logger.kind", "logger.mode", "logger.project", "logger.entity",
-    "run_dir", "run_root",
+    "trainer.resume",
+    "trainer.progress",
+    "trainer.device",
+    "trainer.checkpoint_every",
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    "data.eval_batch_size",
+    "logger.kind",
+    "logger.mode",
+    "logger.project",
+    "logger.entity",
+    "run_dir",
+    "run_root",
 }
 
 
@@ -41,8 +53,10 @@ def read_config(path: Path) -> DictConfig:
     try:
         return OmegaConf.load(path)
     except Exception as err:  # YAML errors of several types
-        raise UserError(f"{path} is unreadable ({type(err).__name__}): restore it, or move the run directory away and "
-                        f"start a new run") from None
+        raise UserError(
+            f"{path} is unreadable ({type(err).__name__}): restore it, or move the run directory away and "
+            f"start a new run"
+        ) from None
 
 
 def _flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
@@ -64,9 +78,13 @@ def config_differences(saved: DictConfig, current: TrainConfig) -> list[str]:
     b = _flatten(to_dict(current))
     defaults = _flatten(to_dict(TrainConfig()))
     missing = object()
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)
-            and not (k not in a and k in defaults and b.get(k, missing) == defaults[k])]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if k not in RESUMABLE_KEYS
+        and a.get(k) != b.get(k)
+        and not (k not in a and k in defaults and b.get(k, missing) == defaults[k])
+    ]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -84,8 +102,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                raise UserError(f"{path} line {number} is not JSON: restore the file, or delete that line (its "
-                                f"evaluation is then missing from figures and tables)") from None
+                raise UserError(
+                    f"{path} line {number} is not JSON: restore the file, or delete that line (its "
+                    f"evaluation is then missing from figures and tables)"
+                ) from None
     if partial.strip():
         try:
             rows.append(json.loads(partial))
@@ -112,8 +132,13 @@ def git_state() -> tuple[str | None, bool | None]:
     repo = Path(__file__).resolve().parents[3]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None, None
     if commit.returncode:
@@ -131,8 +156,17 @@ def command_line() -> str:
     return " ".join(["python", *map(shlex.quote, sys.argv)]) if sys.argv and sys.argv[0] else ""
 
 
-def summary(cfg: TrainConfig, metrics: Path, status: str, iteration: int, wall_s: float, model_info: dict[str, Any],
-            device, world_size: int, precision: str) -> dict[str, Any]:
+def summary(
+    cfg: TrainConfig,
+    metrics: Path,
+    status: str,
+    iteration: int,
+    wall_s: float,
+    model_info: dict[str, Any],
+    device,
+    world_size: int,
+    precision: str,
+) -> dict[str, Any]:
     """summary.json: what the run is, how far it got, its headline errors, and where and with what code it ran."""
     import torch
 
@@ -141,13 +175,29 @@ def summary(cfg: TrainConfig, metrics: Path, status: str, iteration: int, wall_s
     test_errs = [r["test_err"] for r in rows]
     val_errs = [r["val_err"] for r in rows if "val_err" in r]
     return {
-        "model": cfg.model.name, "family": model_info["family"], "depth": model_info["depth"],
-        "shortcut": str(cfg.model.shortcut), "dataset": str(cfg.data.name), "split": str(cfg.data.split),
-        "seed": cfg.seed, "experiment": cfg.experiment_name, "params": model_info["params"],
-        "flops": model_info["flops"], "final_test_err": test_errs[-1] if test_errs else None,
-        "best_test_err": min(test_errs, default=None), "best_val_err": min(val_errs, default=None),
-        "iters": iteration, "max_iters": cfg.trainer.max_iters, "wall_s": wall_s,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "world_size": world_size,
-        "precision": precision, "torch": torch.__version__, "cuda": torch.version.cuda, "git_commit": commit,
-        "git_dirty": dirty, "status": status, "command": command_line(),
+        "model": cfg.model.name,
+        "family": model_info["family"],
+        "depth": model_info["depth"],
+        "shortcut": str(cfg.model.shortcut),
+        "dataset": str(cfg.data.name),
+        "split": str(cfg.data.split),
+        "seed": cfg.seed,
+        "experiment": cfg.experiment_name,
+        "params": model_info["params"],
+        "flops": model_info["flops"],
+        "final_test_err": test_errs[-1] if test_errs else None,
+        "best_test_err": min(test_errs, default=None),
+        "best_val_err": min(val_errs, default=None),
+        "iters": iteration,
+        "max_iters": cfg.trainer.max_iters,
+        "wall_s": wall_s,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "world_size": world_size,
+        "precision": precision,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "status": status,
+        "command": command_line(),
     }

@@ -22,7 +22,7 @@ def is_live(path: Path) -> bool:
     """True while a process holds the lock of the run directory `path` (a trainer or an evaluation writing it)."""
     lock = Path(path) / LOCK_NAME
     try:
-        with open(lock, "r") as f:
+        with open(lock) as f:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except FileNotFoundError:
         return False
@@ -53,8 +53,10 @@ class RunDirectory:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(self.path / LOCK_NAME, "a+")
         except OSError as err:
-            raise UserError(f"output directory {self.path} is not writable ({err.strerror}): choose another "
-                            f"hydra.run.dir or run_root") from None
+            raise UserError(
+                f"output directory {self.path} is not writable ({err.strerror}): choose another "
+                f"hydra.run.dir or run_root"
+            ) from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -62,16 +64,20 @@ class RunDirectory:
             holder = self._lock_file.read().strip()
             self.unlock()
             who = f"process {holder}" if holder.isdigit() else "another process"
-            raise UserError(f"run directory {self.path} is in use by {who} (it holds {self.path / LOCK_NAME}): wait "
-                            f"for it to finish, or use another hydra.run.dir") from None
+            raise UserError(
+                f"run directory {self.path} is in use by {who} (it holds {self.path / LOCK_NAME}): wait "
+                f"for it to finish, or use another hydra.run.dir"
+            ) from None
         for folder in (self.path, self.checkpoints):  # fail now, not at the first checkpoint
             try:
                 if folder.is_dir():
                     tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", suffix=".tmp").close()
             except OSError as err:
                 self.unlock()
-                raise UserError(f"run directory {folder} is not writable ({err.strerror}): make it writable, or "
-                                f"choose another hydra.run.dir or run_root") from None
+                raise UserError(
+                    f"run directory {folder} is not writable ({err.strerror}): make it writable, or "
+                    f"choose another hydra.run.dir or run_root"
+                ) from None
         self._lock_file.truncate(0)
         self._lock_file.write(f"{os.getpid()}\n")
         self._lock_file.flush()

@@ -9,7 +9,6 @@ from ..config import ScheduleConfig
 from ..errors import UserError
 
 
-
 @dataclass
 class LRSchedule:
     cfg: ScheduleConfig
@@ -60,4 +59,6 @@ def build_schedule(cfg: ScheduleConfig, base_lr: float, batches_per_epoch: int |
     """milestones_unit=epochs converts the milestones to iterations with `batches_per_epoch` (the data's)."""
     if cfg.milestones_unit == "epochs" and not batches_per_epoch:
         raise UserError("schedule.milestones_unit=epochs needs the data's batches per epoch, which is unknown here")
-    return LRSchedule(cfg, base_lr, iters_per_milestone_unit=batches_per_epoch if cfg.milestones_unit == "epochs" else 1)
+    return LRSchedule(
+        cfg, base_lr, iters_per_milestone_unit=batches_per_epoch if cfg.milestones_unit == "epochs" else 1
+    )

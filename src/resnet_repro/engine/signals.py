@@ -66,8 +66,11 @@ class StopSignals:
         """After the checkpoint: Ctrl-C exits with 130 and a line on how to resume; SLURM's signals go to the handler
         that was there before (submitit requeues), else the process exits like one killed by the signal."""
         if self.received == signal.SIGINT:
-            print(f"interrupted at iteration {iteration}: run the same command again to resume", file=sys.stderr,
-                  flush=True)
+            print(
+                f"interrupted at iteration {iteration}: run the same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(INTERRUPTED_EXIT)
         previous = self._previous.get(self.received)
         if callable(previous):

@@ -32,8 +32,15 @@ from .metrics import top1_top5_wrong
 from .progress import Progress
 from .run_dir import RunDirectory
 from .schedule import build_schedule
-from .setup import autocast, build_optimizer, resolve_precision, rng_state, seed_everything, set_backend_flags, \
-    set_rng_state
+from .setup import (
+    autocast,
+    build_optimizer,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    set_backend_flags,
+    set_rng_state,
+)
 from .signals import StopSignals
 from .wandb_logger import RunLogger
 
@@ -52,18 +59,29 @@ class LoopState:
     wall_s: float = 0.0  # training time of the run before this process started (in a checkpoint: up to it)
 
     @classmethod
-    def fresh(cls, device: torch.device) -> "LoopState":
-        return cls(0, torch.zeros(3, device=device, dtype=torch.float64),
-                   torch.zeros(2, device=device, dtype=torch.float64))
+    def fresh(cls, device: torch.device) -> LoopState:
+        return cls(
+            0, torch.zeros(3, device=device, dtype=torch.float64), torch.zeros(2, device=device, dtype=torch.float64)
+        )
 
     @classmethod
-    def from_checkpoint(cls, state: dict[str, Any], device: torch.device) -> "LoopState":
+    def from_checkpoint(cls, state: dict[str, Any], device: torch.device) -> LoopState:
         loop = state.get("loop") or state  # checkpoints from before LoopState kept these entries at the top level
-        return cls(int(loop["iteration"]), loop["train_sums"].to(device), loop["warm_sums"].to(device),
-                   float(loop["best"]), float(loop.get("wall_s") or 0.0))
+        return cls(
+            int(loop["iteration"]),
+            loop["train_sums"].to(device),
+            loop["warm_sums"].to(device),
+            float(loop["best"]),
+            float(loop.get("wall_s") or 0.0),
+        )
 
     def to_checkpoint(self, wall_s: float) -> dict[str, Any]:
-        return {**asdict(self), "train_sums": self.train_sums.cpu(), "warm_sums": self.warm_sums.cpu(), "wall_s": wall_s}
+        return {
+            **asdict(self),
+            "train_sums": self.train_sums.cpu(),
+            "warm_sums": self.warm_sums.cpu(),
+            "wall_s": wall_s,
+        }
 
 
 class Trainer:
@@ -141,7 +159,9 @@ class Trainer:
         self.optimizer.step()
         wrong = (logits.argmax(1) != labels).sum()
         # torch.full, not torch.tensor(..., device=): copying a host number to the GPU would wait for it every step.
-        return torch.stack([loss.detach() * len(labels), wrong, torch.full((), len(labels), device=self.device)]).double()
+        return torch.stack(
+            [loss.detach() * len(labels), wrong, torch.full((), len(labels), device=self.device)]
+        ).double()
 
     def graphed(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """train_step as a CUDA-graph replay, captured at the first call."""
@@ -167,8 +187,13 @@ class Trainer:
         loss_sum, wrong_sum, count = all_reduce_sum(state.train_sums.clone(), self.dist).tolist()  # a sync point
         train_window_s = t_eval - self.window_start
         self.check_finite(loss_sum)
-        row = {"iter": state.iteration, "epoch": state.iteration / self.data.batches_per_epoch, "lr": lr,
-               "train_loss": loss_sum / count, "train_err": wrong_sum / count}
+        row = {
+            "iter": state.iteration,
+            "epoch": state.iteration / self.data.batches_per_epoch,
+            "lr": lr,
+            "train_loss": loss_sum / count,
+            "train_err": wrong_sum / count,
+        }
         for split in self.data.eval_sets:
             row.update(self.evaluate(split))
             kill_point("eval", state.iteration)  # tests only: SIGKILL in the middle of an evaluation
@@ -197,8 +222,14 @@ class Trainer:
                 logits = self.model(images.contiguous(memory_format=self.memory_format))
             logits = logits.float()
             wrong1, wrong5 = top1_top5_wrong(logits, labels)
-            sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum"), wrong1, wrong5,
-                                 torch.tensor(len(labels), device=self.device)]).double()
+            sums += torch.stack(
+                [
+                    F.cross_entropy(logits, labels, reduction="sum"),
+                    wrong1,
+                    wrong5,
+                    torch.tensor(len(labels), device=self.device),
+                ]
+            ).double()
         self.model.train()
         loss, wrong, wrong5, count = all_reduce_sum(sums, self.dist).tolist()
         result = {f"{split}_loss": loss / count, f"{split}_err": wrong / count}
@@ -235,8 +266,9 @@ class Trainer:
         if self.is_main and self.state.iteration == 0:  # the start of the path a loss landscape follows
             save_checkpoint(self.checkpoint(), self.run_dir.init)
         self.write_summary("running")
-        self.progress = Progress(self.cfg.trainer.progress, self.state.iteration, self.cfg.trainer.max_iters,
-                                 enabled=self.is_main)
+        self.progress = Progress(
+            self.cfg.trainer.progress, self.state.iteration, self.cfg.trainer.max_iters, enabled=self.is_main
+        )
         self.model.train()
         self.batches = self.data.train_batches(self.state.iteration)
         return True
@@ -248,7 +280,8 @@ class Trainer:
             if diffs:
                 raise UserError(
                     f"run directory {self.run_dir.path} holds a run with a different config ({'; '.join(diffs[:3])}): "
-                    f"start a new run with another hydra.run.dir (or seed/experiment), or delete that directory")
+                    f"start a new run with another hydra.run.dir (or seed/experiment), or delete that directory"
+                )
         return self.run_dir.summary.exists() and records.read_json(self.run_dir.summary).get("status") == "complete"
 
     def build(self) -> None:
@@ -258,9 +291,12 @@ class Trainer:
         if self.data is None:
             self.data = build_data(cfg.data, self.device, cfg.seed, self.dist.rank, self.dist.world_size)
         self.raw_model = build_model_from_config(cfg.model, self.data.num_classes)
-        self.model_info = {"params": self.raw_model.num_params(), "flops": self.raw_model.flops(),
-                           "family": "cifar" if isinstance(self.raw_model, CifarNet) else "imagenet",
-                           "depth": self.raw_model.depth}
+        self.model_info = {
+            "params": self.raw_model.num_params(),
+            "flops": self.raw_model.flops(),
+            "family": "cifar" if isinstance(self.raw_model, CifarNet) else "imagenet",
+            "depth": self.raw_model.depth,
+        }
         self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         self.raw_model.to(self.device, memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.raw_model.parameters(), cfg.optim, self.device)
@@ -268,7 +304,8 @@ class Trainer:
         self.model = self.raw_model  # what the forward pass calls: wrapped for DDP and compile
         if self.dist.world_size > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if cfg.trainer.compile:
             self.model = torch.compile(self.model)
 
@@ -276,8 +313,10 @@ class Trainer:
         mode = self.cfg.trainer.resume
         if mode == "never":
             if self.run_dir.last.exists():
-                raise UserError(f"{self.run_dir.last} exists and trainer.resume=never would overwrite it: use another "
-                                f"hydra.run.dir, or trainer.resume=auto to continue")
+                raise UserError(
+                    f"{self.run_dir.last} exists and trainer.resume=never would overwrite it: use another "
+                    f"hydra.run.dir, or trainer.resume=auto to continue"
+                )
             return
         path = self.run_dir.last if mode == "auto" else Path(mode)
         if mode == "auto" and not path.exists():
@@ -291,8 +330,10 @@ class Trainer:
             self.state = LoopState.from_checkpoint(state, self.device)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"checkpoint {path} does not fit this run ({first_line}): it was written for another "
-                            f"model or trainer version; resume from a checkpoint of this run, or start a new run") from None
+            raise UserError(
+                f"checkpoint {path} does not fit this run ({first_line}): it was written for another "
+                f"model or trainer version; resume from a checkpoint of this run, or start a new run"
+            ) from None
         if not self.state.wall_s and self.run_dir.summary.exists():  # a checkpoint without its wall time
             self.state.wall_s = records.read_json(self.run_dir.summary).get("wall_s") or 0.0
         self.finite_since, self.last_good = self.state.iteration, (path, self.state.iteration)
@@ -321,12 +362,18 @@ class Trainer:
     # ----- checkpoints and records ------------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
         return {
-            "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(), "rng": rng_state(), "loop": self.state.to_checkpoint(self.wall()),
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": rng_state(),
+            "loop": self.state.to_checkpoint(self.wall()),
             "iteration": self.state.iteration,
             # Data order and crops are functions of (seed, iteration): the iteration is the data-order state.
-            "data_state": {"iteration": self.state.iteration, "seed": self.cfg.seed,
-                           "batch_size": self.cfg.data.batch_size},
+            "data_state": {
+                "iteration": self.state.iteration,
+                "seed": self.cfg.seed,
+                "batch_size": self.cfg.data.batch_size,
+            },
             "config": to_dict(self.cfg),
         }
 
@@ -334,8 +381,11 @@ class Trainer:
         """checkpoints/last.pt, never from a diverged model: the loss since the last evaluation and every weight and
         buffer must be finite (one wait for the device, at checkpoints only)."""
         tensors = [t for t in self.raw_model.state_dict().values() if t.is_floating_point()]
-        weights_finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all() if tensors \
+        weights_finite = (
+            torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+            if tensors
             else torch.ones((), dtype=torch.bool, device=self.device)
+        )
         loss_sum = all_reduce_sum(self.state.train_sums.clone(), self.dist)[0]
         loss_value, weights_ok = torch.stack([loss_sum, weights_finite.to(loss_sum.dtype)]).tolist()
         if math.isfinite(loss_value) and not weights_ok:
@@ -349,16 +399,29 @@ class Trainer:
         """Stop with the iteration window where `what` stopped being finite; checked at evaluations and checkpoints."""
         iteration = self.state.iteration
         if not math.isfinite(loss_sum):
-            kept = f"the last good checkpoint, {self.last_good[0]} (iteration {self.last_good[1]}), is kept" \
-                if self.last_good else "no checkpoint was written"
-            raise UserError(f"{what} became {loss_sum} between iterations {self.finite_since} and {iteration}: "
-                            f"training stopped; {kept}; lower optim.lr (or the schedule's) or check the data")
+            kept = (
+                f"the last good checkpoint, {self.last_good[0]} (iteration {self.last_good[1]}), is kept"
+                if self.last_good
+                else "no checkpoint was written"
+            )
+            raise UserError(
+                f"{what} became {loss_sum} between iterations {self.finite_since} and {iteration}: "
+                f"training stopped; {kept}; lower optim.lr (or the schedule's) or check the data"
+            )
         self.finite_since = iteration
 
     def write_summary(self, status: str) -> dict[str, Any]:
-        summary = records.summary(self.cfg, self.run_dir.metrics, status=status, iteration=self.state.iteration,
-                                  wall_s=self.wall(), model_info=self.model_info, device=self.device,
-                                  world_size=self.dist.world_size, precision=self.precision)
+        summary = records.summary(
+            self.cfg,
+            self.run_dir.metrics,
+            status=status,
+            iteration=self.state.iteration,
+            wall_s=self.wall(),
+            model_info=self.model_info,
+            device=self.device,
+            world_size=self.dist.world_size,
+            precision=self.precision,
+        )
         if self.is_main:
             records.write_json(self.run_dir.summary, summary)
         return summary

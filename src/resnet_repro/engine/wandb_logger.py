@@ -10,7 +10,6 @@ import string
 from pathlib import Path
 from typing import Any
 
-
 from ..config import TrainConfig, to_dict
 from ..errors import UserError
 
@@ -37,22 +36,40 @@ class RunLogger:
         if os.environ.get("WANDB_MODE") == "offline":  # W&B's own switch wins
             mode = "offline"
         if mode == "online" and not has_wandb_credentials():
-            raise UserError("logger.mode=online but no W&B credentials: run `wandb login` or set WANDB_API_KEY, or use logger.mode=offline")
+            raise UserError(
+                "logger.mode=online but no W&B credentials: run `wandb login` or set WANDB_API_KEY, "
+                "or use logger.mode=offline"
+            )
         if mode == "auto":
             mode = "online" if has_wandb_credentials() else "offline"
             if mode == "offline":
-                log.info("W&B: no credentials, logging offline under %s/wandb; upload later with `wandb sync %s/wandb/offline-run-*`", run_dir, run_dir)
+                log.info(
+                    "W&B: no credentials, logging offline under %s/wandb; "
+                    "upload later with `wandb sync %s/wandb/offline-run-*`",
+                    run_dir,
+                    run_dir,
+                )
         import wandb
 
         id_file = run_dir / "wandb_id.txt"
         # W&B's own id maker moved out of wandb.util (gone in 0.31): the same 8 lowercase letters and digits.
-        run_id = id_file.read_text().strip() if id_file.exists() else "".join(
-            secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        run_id = (
+            id_file.read_text().strip()
+            if id_file.exists()
+            else "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        )
         id_file.write_text(run_id + "\n")
         self.run = wandb.init(
-            project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, id=run_id, resume="allow",
-            dir=str(run_dir), group=cfg.experiment_name, name=f"{cfg.model.name}-seed{cfg.seed}",
-            config=to_dict(cfg), reinit="finish_previous",
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            mode=mode,
+            id=run_id,
+            resume="allow",
+            dir=str(run_dir),
+            group=cfg.experiment_name,
+            name=f"{cfg.model.name}-seed{cfg.seed}",
+            config=to_dict(cfg),
+            reinit="finish_previous",
         )
 
     def log(self, row: dict[str, Any]) -> None:

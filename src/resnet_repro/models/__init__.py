@@ -72,8 +72,13 @@ def build_model_from_config(cfg, num_classes: int) -> nn.Module:
     """The network a run's `model` config describes (config.ModelConfig, or the `model` part of a config.yaml),
     with `cfg.num_classes` when it is set, else the data set's `num_classes`."""
     try:
-        return build_model(str(cfg.name), num_classes=cfg.num_classes or num_classes, shortcut=str(cfg.shortcut),
-                           stride_in_1x1=bool(cfg.stride_in_1x1), family=str(cfg.family))
+        return build_model(
+            str(cfg.name),
+            num_classes=cfg.num_classes or num_classes,
+            shortcut=str(cfg.shortcut),
+            stride_in_1x1=bool(cfg.stride_in_1x1),
+            family=str(cfg.family),
+        )
     except ValueError as err:
         from ..errors import UserError
 

@@ -30,7 +30,9 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...] | None = None) -> 
     """
     input_size = tuple(input_size or model.input_size)
     # Shape-only stand-ins for every weight and buffer, so no copy of the model and no arithmetic are needed.
-    meta = {name: torch.empty_like(t, device="meta") for name, t in chain(model.named_parameters(), model.named_buffers())}
+    meta = {
+        name: torch.empty_like(t, device="meta") for name, t in chain(model.named_parameters(), model.named_buffers())
+    }
     x = torch.empty((1, *input_size), device="meta")
     was_training = model.training
     counter = FlopCounterMode(display=False)
