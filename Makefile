@@ -79,7 +79,7 @@ figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from 
 
 # The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).
 DEMO_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
-DEMO_LANDSCAPE := --grid 11 --line-points 11 --images 128# the loss landscapes of plain-56 and ResNet-56: about a minute on 2 CPU cores
+DEMO_LANDSCAPE := --grid 9 --line-points 9 --images 128# plain-56 and ResNet-56: one to two minutes on 2 idle CPU cores
 demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU in under 20 minutes: the degradation problem, then its fix
 	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) $(ARGS)
 	$(PY) scripts/loss_landscape.py --run results/demo/runs/demo/plain56/seed* results/demo/runs/demo/resnet56/seed* $(DEMO_LANDSCAPE)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Figures and tables in the layout of the paper's Figures 1, 4, 6, 7 and Tables 2-4, 6, seed statistics, the peers'
-numbers and REPORT.md, from the run records (or a W&B project). Runs of different protocols (data set, schedule,
-split, test set) get separate, titled tables and figures."""
+"""Figures and tables in the layout of the paper's Figures 1, 4, 6, 7 and Tables 2-4, 6 (on CIFAR-100: Table 6's
+rows without the paper's columns), seed statistics, the peers' numbers, the loss landscapes that
+scripts/loss_landscape.py computed (fig_landscape) and REPORT.md, from the run records (or a W&B project). Runs of
+different protocols (data set, schedule, split, test set) get separate, titled tables and figures."""
 
 from __future__ import annotations
 

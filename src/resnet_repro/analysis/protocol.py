@@ -120,9 +120,14 @@ class Protocol:
     def mismatches(self) -> list[str]:
         """Why this is not the paper's protocol, one short reason per field, e.g. '600 iterations (paper: 64k)';
         [] when it is the paper's."""
+        paper = self.paper
+        out = [] if self.dataset == paper["dataset"] else [
+            f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})"]
+        return out + self.training_mismatches()
+
+    def training_mismatches(self) -> list[str]:
+        """mismatches() without the data set: how training and testing differ from the paper's protocol."""
         paper, out = self.paper, []
-        if self.dataset != paper["dataset"]:
-            out.append(f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})")
         if self.max_iters != paper["max_iters"]:
             out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations (paper: {_k(paper['max_iters'])})")
         if self.schedule != paper["schedule"]:
@@ -141,7 +146,14 @@ class Protocol:
 
     @property
     def matches_paper(self) -> bool:
+        """The paper's data set and protocol: only then is a number compared with the paper's."""
         return not self.mismatches()
+
+    @property
+    def follows_paper_protocol(self) -> bool:
+        """The paper's training and test protocol on any data set (e.g. CIFAR-100 trained as the paper trains
+        CIFAR-10): such runs may stand beside other repositories' numbers, never beside the paper's."""
+        return not self.training_mismatches()
 
     @property
     def not_comparable(self) -> str:

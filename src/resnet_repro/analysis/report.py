@@ -1,6 +1,8 @@
 """REPORT.md and every figure and table in it, from run records: one section per protocol (runs.group_runs), each
 table and figure titled with its data set, schedule and split, with a provenance line; the peers' published numbers;
-deviations from the paper's protocol (read from each run's config); the runs with their hardware and commands.
+the loss landscapes where scripts/loss_landscape.py made them; deviations from the paper's protocol (read from each
+run's config); the runs with their hardware and commands. CIFAR-100 gets Table 6's rows without the paper's columns
+(the paper has no CIFAR-100 numbers), beside the peers' CIFAR-100 numbers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import curves, tables
+from . import curves, landscape, tables
 from .curves import pretty
 from .protocol import dataset_name
 from .provenance import provenance
@@ -206,10 +208,13 @@ def _save(fig, out: Path, name: str) -> str | None:
 def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
     g, title = sec.group, sec.group.protocol.title
     resnets = [r for r in g.runs if r.model.startswith("resnet")]
-    df = tables.table6(g.runs)
-    md = tables.table6_markdown(df, g.runs)
-    tables.write_table(df, md, out / "tables", f"table6{g.suffix}")
-    sec.table(f"Table 6 (the paper's rows): ResNet test error (%) — {title}", md, resnets or g.runs)
+    if g.protocol.dataset == "cifar100":
+        _cifar100_blocks(sec, out)
+    else:
+        df = tables.table6(g.runs)
+        md = tables.table6_markdown(df, g.runs)
+        tables.write_table(df, md, out / "tables", f"table6{g.suffix}")
+        sec.table(f"Table 6 (the paper's rows): ResNet test error (%) — {title}", md, resnets or g.runs)
     _seed_blocks(sec, out)
     plain = [r for r in g.runs if r.model in ("plain20", "plain56")]
     if path := _save(curves.figure1(g.runs), out, f"fig1{g.suffix}"):
@@ -233,6 +238,38 @@ def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
     elif any(r.model in ("plain20", "plain56", "resnet20", "resnet56", "resnet110") and r.complete for r in g.runs):
         sec.note("Figure 7's layout not drawn: run `python scripts/layer_responses.py` first (it writes "
                  f"tables/fig7_responses{g.suffix}.csv).\n")
+    _landscape_blocks(sec, out)
+
+
+def _cifar100_blocks(sec: Section, out: Path) -> None:
+    """Table 6's rows on CIFAR-100 (ours only), then the peers' published CIFAR-100 numbers in a table of their own;
+    ours stand beside theirs only where our runs follow the paper's CIFAR protocol."""
+    g, title = sec.group, sec.group.protocol.title
+    resnets = [r for r in g.runs if r.model.startswith("resnet")]
+    df = tables.cifar100_table(g.runs)
+    md = tables.cifar100_markdown(df, g.runs)
+    tables.write_table(df, md, out / "tables", f"table_cifar100{g.suffix}")
+    sec.table(f"CIFAR-100, Table 6's nets (the paper has no CIFAR-100 numbers): ResNet test error (%) — {title}", md,
+              resnets or g.runs)
+    comparable = g.runs if g.protocol.follows_paper_protocol else []
+    peers = tables.peers_table("cifar100", comparable)
+    peers_md = tables.peers_markdown(peers, bool(comparable))
+    tables.write_table(peers, peers_md, out / "tables", f"peers_cifar100{g.suffix}")
+    sec.blocks.append("### Published CIFAR-100 numbers of other repositories (their protocols; not rerun here)\n\n"
+                      + peers_md)
+    sec.n_tables += 1
+
+
+def _landscape_blocks(sec: Section, out: Path) -> None:
+    """fig_landscape: the loss landscapes that scripts/loss_landscape.py computed for runs of this protocol."""
+    g = sec.group
+    found = landscape.landscapes_of(g.runs)
+    if path := _save(landscape.figure(found, [ls.run for ls in found.values()]), out, f"fig_landscape{g.suffix}"):
+        sec.figure(f"Loss landscape (Li et al. 2018): {', '.join(pretty(m) for m in found)} — {g.protocol.title}",
+                   path, [ls.run for ls in found.values()], landscape.describe(found))
+    elif any(r.model in ("plain56", "resnet56") and r.complete for r in g.runs):
+        sec.note("Loss landscape not drawn: run `python scripts/loss_landscape.py --run DIR` for the plain-56 and "
+                 "ResNet-56 runs first (it writes DIR/landscape/).\n")
 
 
 def _seed_blocks(sec: Section, out: Path) -> None:
@@ -293,6 +330,12 @@ def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: 
                      + "; ".join(f"{g.protocol.heading} ({len(g.runs)} runs)" for g in groups) + ".")
     for g in groups:
         p = g.protocol
+        if p.dataset == "cifar100":
+            notes.append(f"{p.heading}. The paper reports no CIFAR-100 numbers, so none is compared with the paper's; "
+                         + ("the runs follow its CIFAR-10 protocol, and other repositories' published CIFAR-100 "
+                            "numbers stand beside them in a table of their own." if p.follows_paper_protocol else
+                            f"not the paper's CIFAR protocol either — {'; '.join(p.training_mismatches())}."))
+            continue
         notes.append(f"{p.heading}. " + ("The paper's protocol: its numbers are compared with the paper's."
                                          if p.matches_paper else
                                          f"Not the paper's protocol — {'; '.join(p.mismatches())}. The paper's "
@@ -324,6 +367,10 @@ def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: 
     for _, meta in responses.values():
         how.append(f"- Figure 7 responses: `{meta.get('command', '?')}`"
                    + (f" on {meta['device']}, {_wall(meta.get('wall_s'))}" if meta.get("device") else ""))
+    for g in groups:
+        for m, ls in landscape.landscapes_of(g.runs).items():
+            how.append(f"- loss landscape of {pretty(m)} seed {ls.run.seed}: `{ls.meta.get('command') or '?'}` on "
+                       f"{ls.meta.get('device', '?')}, {_wall(ls.meta.get('wall_s'))}")
     parts.append("## How this report was made\n\n" + "\n".join(how) + "\n")
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)

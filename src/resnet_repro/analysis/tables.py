@@ -1,5 +1,6 @@
-"""Table 6 (CIFAR-10), seed statistics, the peer repositories' numbers, and ImageNet Tables 2, 3, 4: as DataFrames,
-Markdown and CSV. Every table holds the runs of one protocol (runs.group_runs); pooling two is refused.
+"""Table 6 (CIFAR-10), its rows on CIFAR-100, seed statistics, the peer repositories' numbers, and ImageNet Tables
+2, 3, 4: as DataFrames, Markdown and CSV. Every table holds the runs of one protocol (runs.group_runs); pooling two
+is refused.
 
 The headline is the paper's protocol: the final test error (the net at the last iteration), with no selection on
 the test set. Beside it, one clearly labelled column gives the lowest test error seen during training, which is
@@ -170,6 +171,63 @@ def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
     text += (" The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
              "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
              "the paper's protocol.\n")
+    if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
+        text += "\n" + note + "\n"
+    return text
+
+
+# --- CIFAR-100: Table 6's rows without the paper's columns (the paper has no CIFAR-100 numbers) -------------------
+
+def cifar100_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per ResNet depth of Table 6 (plus depths only we ran): our final test error over seeds, its best, and
+    the test-selected error. No paper column and no difference with the paper: it reports nothing on CIFAR-100."""
+    protocol = single_protocol(runs)
+    paper = load_table("cifar10_table6")
+    groups = by_model([r for r in runs if r.family == "cifar" and r.model.startswith("resnet")])
+    depths = list(paper[paper.method == "ResNet"].depth.astype(int))
+    depths += sorted({int(m[6:]) for m in groups} - set(depths))
+    rows = []
+    for d in depths:
+        done, other = groups.get(f"resnet{d}", ([], []))
+        done = sorted(done, key=lambda r: r.seed)
+        final = seed_stats(_pct(final_err(r) for r in done))
+        selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
+        params = [r.summary["params"] for r in done + other if r.summary.get("params")]
+        rows.append({
+            "method": "ResNet", "layers": d, "params_M_ours": params[0] / 1e6 if params else np.nan,
+            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"],
+            "ours_best_pct": final["best"],
+            "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in done),
+            "test_selected_mean_pct": selected["mean"], "test_selected_std_pct": selected["std"],
+            "test_selected_n": selected["n"], "not_complete": "; ".join(r.label for r in other),
+        })
+    df = pd.DataFrame(rows, columns=["method", "layers", "params_M_ours", "n", "ours_mean_pct", "ours_std_pct",
+                                     "ours_best_pct", "ours_seeds_pct", "test_selected_mean_pct",
+                                     "test_selected_std_pct", "test_selected_n", "not_complete"])
+    df["dataset"] = protocol.dataset if protocol else ""
+    df["protocol"] = protocol.title if protocol else ""
+    df["follows_paper_protocol"] = bool(protocol and protocol.follows_paper_protocol)
+    return df
+
+
+def cifar100_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
+    rows = [[r.method, str(r.layers), _f(r.params_M_ours, 3), _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
+             f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n else "—", r.ours_seeds_pct or "—",
+             _mean_std_n(r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n)]
+            for _, r in df.iterrows()]
+    text = markdown(["method", "layers", "params (M, ours)", "ours: final test error (%), mean ± std (N)",
+                     "ours: best of N (%)", "ours: each seed (%)", f"ours: {TEST_SELECTED} (%)"], rows)
+    protocol = df.protocol.iloc[0] if len(df) else ""
+    follows = bool(df.follows_paper_protocol.iloc[0]) if len(df) else False
+    text += (f"\nOur runs: {protocol or 'none'}"
+             + (" — the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, lr ÷10 at "
+                "32k and 48k, the full test set), on CIFAR-100." if follows else
+                " — not the paper's CIFAR protocol.")
+             + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
+             "Other repositories' published CIFAR-100 numbers are in a table of their own, with their protocols. "
+             "Ours: the final test error after the last iteration, no selection on the test set, mean ± sample std "
+             "(ddof=1) over N seeds. The last column is the lowest test error over each run's evaluations: it "
+             "selects on the test set, as most public CIFAR repositories report.\n")
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"
     return text

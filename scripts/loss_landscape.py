@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Loss landscapes of trained runs (Li et al. 2018): the loss along the straight line from checkpoints/init.pt to
+checkpoints/last.pt, and the surface around the final weights along two random filter-normalized directions, on a
+fixed subset of the training images, BN in eval mode. Writes <run>/landscape/{surface,line}.csv and landscape.json;
+`make figures` draws them (fig_landscape). A result already made with the same options and checkpoint is kept."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+import torch
+
+from resnet_repro.analysis.landscape import Options, compute
+from resnet_repro.analysis.report import shown_path
+from resnet_repro.cli import exit_on_user_error
+from resnet_repro.errors import UserError
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    defaults = Options()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", nargs="+", required=True, metavar="DIR", help="run directories (with config.yaml and "
+                    "checkpoints/); several share one image subset where their data configs agree")
+    ap.add_argument("--grid", type=int, default=defaults.grid, help=f"points per axis of the surface, odd "
+                    f"(default {defaults.grid})")
+    ap.add_argument("--span", type=float, default=defaults.span, help="the surface covers [-SPAN, SPAN]^2 "
+                    f"(default {defaults.span:g})")
+    ap.add_argument("--line-points", type=int, default=defaults.line_points,
+                    help=f"points from the initial to the final weights (default {defaults.line_points})")
+    ap.add_argument("--images", type=int, default=defaults.images,
+                    help=f"training images in the fixed subset (default {defaults.images})")
+    ap.add_argument("--seed", type=int, default=defaults.direction_seed, help="seed of the random directions")
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--data-root", help="default: each run's own data.root")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", help="output folder (one --run only; default: <run>/landscape)")
+    ap.add_argument("--force", action="store_true", help="recompute even where an up-to-date result exists")
+    args = ap.parse_args(argv)
+    if args.out and len(args.run) > 1:
+        raise UserError("--out takes one --run: with several runs each result goes to <run>/landscape")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: choose 1 or more")
+
+    options = Options(grid=args.grid, span=args.span, line_points=args.line_points, images=args.images,
+                      direction_seed=args.seed)
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__),
+                                                            *(sys.argv[1:] if argv is None else argv)])
+    cache: dict = {}
+    for run in args.run:
+        meta, computed = compute(run, options, out_dir=args.out, device=args.device, batch_size=args.batch_size,
+                                 data_root=args.data_root, command=command, force=args.force, subset_cache=cache)
+        where = shown_path(args.out or os.path.join(run, "landscape"))
+        if not computed:
+            print(f"loss_landscape: {where} is up to date (same options and checkpoint; --force recomputes)")
+            continue
+        points = f"{options.grid}x{options.grid} surface" + (
+            f" and {options.line_points}-point line" if meta["init"] else " (no line: " + meta["line"] + ")")
+        print(f"loss_landscape: {meta['model']} seed {meta['seed']}: {points} on {options.images} training images "
+              f"in {meta['wall_s']:.0f} s on {meta['device']} -> {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""Loss landscapes of a run (Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018), and the figure
+that sets them side by side (fig_landscape: plain-56 against ResNet-56 in the usual case).
+
+The loss is the mean cross-entropy (without weight decay) on a fixed subset of the training images as the trainer
+sees them (unaugmented, per-pixel mean subtracted), with BN in eval mode: every BN layer uses the running statistics
+stored with the weights, as in Li et al.'s evaluation code. The loss at the final weights is thus the loss of
+checkpoints/last.pt itself on those images.
+
+- surface: theta = theta_final + x * d1 + y * d2 over the parameters, on a grid of (x, y) in [-span, span]^2. d1, d2
+  are Gaussian; each filter (the slice of a weight for one output channel) is rescaled to the norm of the same filter
+  of theta_final ("filter normalization"); they are zero on every 1-D parameter (BN's scale and shift, the
+  classifier's bias), and BN's running statistics stay the final ones, so BN is not perturbed at all.
+- line: every floating-point entry of the state dict (weights, BN parameters and running statistics) at
+  (1 - a) * init + a * final for a in [0, 1], as Li et al.'s interpolation between two models ("states"): a = 0 is
+  checkpoints/init.pt and a = 1 is checkpoints/last.pt, each exactly.
+
+Results go to <run>/landscape/: surface.csv (x, y, loss, err), line.csv (alpha, loss, err) and landscape.json (how
+they were made: checkpoints, the image subset, the options, the command).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+from torch import nn  # noqa: E402
+
+from ..errors import UserError  # noqa: E402
+from .curves import STYLE, TEXT_IN, _net_order, color, pretty, titled  # noqa: E402
+from .runs import Run  # noqa: E402
+
+RESULT_DIR = "landscape"
+BN_MODE = "eval: BN uses the running statistics stored with the weights (as Li et al.'s evaluation)"
+SUBSET_SEED = 0  # the image subset does not depend on the run's seed: two nets of one protocol see the same images
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a landscape depends on besides the checkpoints; a result with other options is recomputed."""
+
+    grid: int = 21  # points per axis of the surface (odd, so that the final weights are on the grid)
+    span: float = 1.0  # the surface covers [-span, span]^2 in units of the filter-normalized directions
+    line_points: int = 21  # points on the line from the initial to the final weights
+    images: int = 2000  # training images in the fixed subset
+    direction_seed: int = 0
+
+    def check(self) -> None:
+        if self.grid < 3 or self.grid % 2 == 0:
+            raise UserError(f"--grid {self.grid}: choose an odd number of points, 3 or more (the centre is the "
+                            "final weights)")
+        if not self.span > 0:
+            raise UserError(f"--span {self.span}: must be greater than 0")
+        if self.line_points < 2:
+            raise UserError(f"--line-points {self.line_points}: choose 2 or more (both ends are the checkpoints)")
+        if self.images < 1:
+            raise UserError(f"--images {self.images}: choose 1 or more")
+
+
+# --- directions ------------------------------------------------------------------------------------------------
+
+def normalize_filters(direction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`direction` with each filter (slice along dim 0) rescaled to the norm of the same filter of `weight`."""
+    d_norm = direction.flatten(1).norm(dim=1)
+    w_norm = weight.flatten(1).norm(dim=1)
+    scale = w_norm / (d_norm + 1e-10)
+    return direction * scale.view(-1, *([1] * (direction.dim() - 1)))
+
+
+def random_direction(params: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A Gaussian direction over `params`, filter-normalized, zero on every 1-D parameter (BN and biases)."""
+    out = {}
+    for name, w in params.items():
+        d = torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
+        out[name] = torch.zeros_like(w) if w.dim() <= 1 else normalize_filters(d, w)
+    return out
+
+
+# --- the loss on a fixed subset ----------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def subset_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
+                ) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 error of `model` in eval mode on (images, labels), summed in float64."""
+    model.eval()
+    loss_sum, wrong = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        logits = model(images[start:start + batch_size]).float()
+        y = labels[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double().item()
+        wrong += int((logits.argmax(1) != y).sum())
+    return loss_sum / len(labels), wrong / len(labels)
+
+
+def line(model: nn.Module, init_state: dict, final_state: dict, alphas, images, labels, batch_size: int = 500
+         ) -> pd.DataFrame:
+    """The loss along (1 - a) * init + a * final of every floating-point state entry; other entries (BN's batch
+    counters) are the final ones."""
+    rows = []
+    for a in alphas:
+        state = {k: torch.lerp(init_state[k], v, float(a)) if v.is_floating_point() else v
+                 for k, v in final_state.items()}  # lerp: exactly init at 0 and exactly final at 1
+        model.load_state_dict(state)
+        loss, err = subset_loss(model, images, labels, batch_size)
+        rows.append({"alpha": float(a), "loss": loss, "err": err})
+    return pd.DataFrame(rows)
+
+
+def surface(model: nn.Module, final_state: dict, directions: tuple[dict, dict], xs, ys, images, labels,
+            batch_size: int = 500) -> pd.DataFrame:
+    """The loss at final + x * d1 + y * d2 for every (x, y) of the grid xs by ys (parameters only)."""
+    model.load_state_dict(final_state)
+    params = dict(model.named_parameters())
+    base = {n: p.detach().clone() for n, p in params.items()}
+    moved = [n for n in params if directions[0][n].abs().sum() or directions[1][n].abs().sum()]
+    rows = []
+    with torch.no_grad():
+        for x in xs:
+            for y in ys:
+                for n in moved:
+                    params[n].copy_(base[n]).add_(directions[0][n], alpha=float(x)).add_(directions[1][n],
+                                                                                          alpha=float(y))
+                loss, err = subset_loss(model, images, labels, batch_size)
+                rows.append({"x": float(x), "y": float(y), "loss": loss, "err": err})
+    model.load_state_dict(final_state)
+    return pd.DataFrame(rows)
+
+
+def axis(points: int, span: float) -> np.ndarray:
+    """`points` values from -span to span, the centre exactly 0 (the final weights themselves)."""
+    values = span * np.linspace(-1.0, 1.0, points)
+    values[points // 2] = 0.0
+    return values
+
+
+# --- one run ---------------------------------------------------------------------------------------------------
+
+def _model_and_data_configs(run_dir: Path):
+    from omegaconf import OmegaConf
+
+    from ..config import DataConfig, ModelConfig
+
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{run_dir} holds no config.yaml: --run takes a run directory (results/runs/<experiment>/"
+                        "<net>/seed<k>)")
+    cfg = OmegaConf.load(path)
+    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), cfg.get("model") or {})
+    data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg.get("data") or {})
+    return cfg, model_cfg, data_cfg
+
+
+def training_subset(data_cfg, n: int, seed: int = 0, data_root: str | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The first n of a fixed permutation (SUBSET_SEED) of the training split as the trainer builds it (its split and
+    limit_train), unaugmented and mean-subtracted as its evaluations are; with their labels and indices."""
+    from ..data import DeviceImageData
+
+    if data_root is not None:
+        data_cfg.root = data_root
+    data = DeviceImageData(data_cfg, torch.device("cpu"), seed=seed)
+    if n > data.train_size:
+        raise UserError(f"--images {n}: the run's training split has only {data.train_size} images")
+    index = torch.randperm(data.train_size, generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]
+    return data.train_images.center(index), data.train_labels[index], index.tolist()
+
+
+def _checkpoint(run_dir: Path, name: str) -> dict | None:
+    from ..engine.checkpoint import load_checkpoint
+
+    path = run_dir / "checkpoints" / name
+    return load_checkpoint(path) if path.exists() else None
+
+
+def _summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def up_to_date(out_dir: Path, options: Options, final_digest: str | None) -> bool:
+    """A result in out_dir made with these options from this final checkpoint."""
+    meta_path = out_dir / "landscape.json"
+    if not meta_path.exists() or not (out_dir / "surface.csv").exists():
+        return False
+    meta = json.loads(meta_path.read_text())
+    return meta.get("options") == vars(options) and meta.get("final", {}).get("sha256") == final_digest
+
+
+def compute(run_dir: str | Path, options: Options, *, out_dir: str | Path | None = None, device: str = "cpu",
+            batch_size: int = 500, data_root: str | None = None, command: str = "", force: bool = False,
+            subset_cache: dict | None = None) -> tuple[dict, bool]:
+    """Line and surface of one run, written to out_dir (default <run>/landscape); returns (its metadata, whether it
+    was computed: False when an up-to-date result was there). `subset_cache` shares the images between runs of
+    the same data config."""
+    from omegaconf import OmegaConf
+
+    from ..config import NUM_CLASSES
+    from ..models import build_model_from_config
+
+    options.check()
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / RESULT_DIR
+    cfg, model_cfg, data_cfg = _model_and_data_configs(run_dir)
+    final = _checkpoint(run_dir, "last.pt")
+    if final is None:
+        raise UserError(f"{run_dir / 'checkpoints' / 'last.pt'} does not exist: train the run first")
+    if not force and up_to_date(out, options, final.get("sha256")):
+        return json.loads((out / "landscape.json").read_text()), False
+    init = _checkpoint(run_dir, "init.pt")
+
+    t0 = time.perf_counter()
+    key = json.dumps(OmegaConf.to_container(data_cfg, resolve=True), sort_keys=True, default=str) + str(data_root)
+    cache = subset_cache if subset_cache is not None else {}
+    if key not in cache or len(cache[key][2]) < options.images:
+        cache[key] = training_subset(data_cfg, options.images, int(cfg.get("seed", 0)), data_root)
+    images, labels, indices = (x[:options.images] for x in cache[key])
+    dataset = str(data_cfg.name)
+    # the trainer's memory format (channels_last by default: faster convolutions on CPUs and GPUs)
+    channels_last = bool(OmegaConf.select(cfg, "trainer.channels_last", default=True))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model_from_config(model_cfg, NUM_CLASSES[dataset]).to(device, memory_format=memory_format)
+    images, labels = images.to(device).contiguous(memory_format=memory_format), labels.to(device)
+    final_state = {k: v.to(device) for k, v in final["model"].items()}
+    generator = torch.Generator().manual_seed(options.direction_seed)
+    model.load_state_dict(final_state)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    directions = (random_direction(weights, generator), random_direction(weights, generator))
+    xs = axis(options.grid, options.span)
+    surf = surface(model, final_state, directions, xs, xs, images, labels, batch_size)
+    line_df, line_note = None, "computed"
+    if init is None:
+        line_note = "not computed: the run has no checkpoints/init.pt (it was started before the trainer saved it)"
+    else:
+        alphas = np.linspace(0.0, 1.0, options.line_points)
+        line_df = line(model, {k: v.to(device) for k, v in init["model"].items()}, final_state, alphas, images,
+                       labels, batch_size)
+
+    out.mkdir(parents=True, exist_ok=True)
+    surf.to_csv(out / "surface.csv", index=False, float_format="%.6g")
+    if line_df is not None:
+        line_df.to_csv(out / "line.csv", index=False, float_format="%.6g")
+    elif (out / "line.csv").exists():
+        (out / "line.csv").unlink()  # a line of an earlier final checkpoint would not match this surface
+    summary = _summary(run_dir)
+    from ..engine.records import git_state
+    from .report import shown_path
+
+    commit, dirty = git_state()
+    meta = {
+        "run": shown_path(run_dir), "model": str(model_cfg.name), "seed": int(cfg.get("seed", 0)), "dataset": dataset,
+        "experiment": str(cfg.get("experiment_name", "default")), "status": summary.get("status", "?"),
+        "final": {"checkpoint": "checkpoints/last.pt", "iteration": final.get("iteration"),
+                  "sha256": final.get("sha256")},
+        "init": None if init is None else {"checkpoint": "checkpoints/init.pt", "iteration": init.get("iteration"),
+                                           "sha256": init.get("sha256")},
+        "line": line_note,
+        "loss": "mean cross-entropy on the image subset, without weight decay",
+        "bn": BN_MODE,
+        "directions": "two Gaussian directions over the parameters, filter-normalized to the final weights, zero on "
+                      "every 1-D parameter (BN scale and shift, biases); BN running statistics stay the final ones",
+        "line_path": "every floating-point state entry (BN running statistics included) at (1 - alpha) * init + "
+                     "alpha * final",
+        "subset": f"the first {options.images} of a fixed permutation (seed {SUBSET_SEED}) of the run's training "
+                  "split, unaugmented, per-pixel mean subtracted",
+        "indices": indices, "options": vars(options), "device": str(device), "channels_last": channels_last,
+        "torch": torch.__version__,
+        "wall_s": time.perf_counter() - t0, "command": command,
+        "git_commit": commit, "git_dirty": dirty,
+    }
+    (out / "landscape.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta, True
+
+
+# --- reading results back, and the figure ------------------------------------------------------------------------
+
+@dataclass
+class Landscape:
+    run: Run
+    meta: dict
+    surface: pd.DataFrame
+    line: pd.DataFrame | None
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """xs, ys and the loss as a len(ys) x len(xs) array."""
+        table = self.surface.pivot(index="y", columns="x", values="loss").sort_index().sort_index(axis=1)
+        return table.columns.to_numpy(), table.index.to_numpy(), table.to_numpy()
+
+    @property
+    def origin_loss(self) -> float:
+        s = self.surface
+        return float(s[(s.x == 0) & (s.y == 0)].loss.iloc[0])
+
+
+def load_landscape(run: Run) -> Landscape | None:
+    """The run's landscape results (<run>/landscape/), or None when there are none."""
+    if run.path is None:
+        return None
+    folder = Path(run.path) / RESULT_DIR
+    if not (folder / "landscape.json").exists() or not (folder / "surface.csv").exists():
+        return None
+    line_path = folder / "line.csv"
+    return Landscape(run, json.loads((folder / "landscape.json").read_text()), pd.read_csv(folder / "surface.csv"),
+                     pd.read_csv(line_path) if line_path.exists() else None)
+
+
+def landscapes_of(runs: list[Run]) -> dict[str, Landscape]:
+    """Per net with results, that of its complete run with the lowest seed (else its lowest seed), nets in the
+    paper's order (plain first, then by depth)."""
+    found: dict[str, Landscape] = {}
+    for r in sorted(runs, key=lambda r: (not r.complete, r.seed)):
+        if r.model not in found and (result := load_landscape(r)) is not None:
+            found[r.model] = result
+    return {m: found[m] for m in sorted(found, key=_net_order)}
+
+
+def shared_levels(surfaces: list[np.ndarray], n: int = 16) -> np.ndarray:
+    """One set of contour levels for every panel: log-spaced when the losses span more than a factor of 10."""
+    values = np.concatenate([s[np.isfinite(s)].ravel() for s in surfaces])
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    if lo > 0 and hi / lo > 10:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> plt.Figure | None:
+    """One contour panel per net on the same levels (the final weights at the centre), then the loss along the line
+    from the initial to the final weights of each net (log scale). None without results."""
+    if not landscapes:
+        return None
+    grids = {m: ls.grid() for m, ls in landscapes.items()}
+    levels = shared_levels([g[2] for g in grids.values()])
+    log_levels = levels[0] > 0 and levels[-1] / levels[0] > 10
+    norm = LogNorm(levels[0], levels[-1]) if log_levels else Normalize(levels[0], levels[-1])
+    lines = {m: ls.line for m, ls in landscapes.items() if ls.line is not None}
+    n_panels = len(grids) + bool(lines)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, n_panels, figsize=(min(TEXT_IN, 2.3 * n_panels), 2.5), constrained_layout=True,
+                                 squeeze=False)
+        axes = list(axes[0])
+        contour = None
+        for ax, (m, (xs, ys, z)) in zip(axes, grids.items()):
+            ls = landscapes[m]
+            contour = ax.contour(xs, ys, np.clip(z, levels[0], levels[-1]), levels=levels, norm=norm,
+                                 cmap="viridis", linewidths=0.7)
+            ax.plot([0], [0], marker="+", color="k", markersize=5)
+            it = ls.meta.get("final", {}).get("iteration")
+            ax.set_title(f"{pretty(m)} (seed {ls.meta.get('seed', ls.run.seed)}"
+                         + (f", iteration {it}" if it is not None else "") + ")")
+            ax.set_xlabel("direction 1")
+            ax.set_aspect("equal")
+            ax.grid(False)
+        axes[0].set_ylabel("direction 2")
+        if contour is not None:
+            bar = fig.colorbar(contour, ax=axes[:len(grids)], shrink=0.85, pad=0.02)
+            bar.set_ticks(levels[::3])
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            bar.ax.minorticks_off()
+            bar.set_label("training loss (same levels in all panels)")
+        if lines:
+            ax = axes[-1]
+            for m, df in lines.items():
+                ax.plot(df.alpha, df.loss, color=color(m), linestyle="--" if m.startswith("plain") else "-",
+                        label=pretty(m))
+            ax.set_yscale("log")
+            ax.set_xlabel("α: initial (0) to final (1) weights")
+            ax.set_ylabel("training loss")
+            ax.set_title("straight line init → final")
+            ax.legend(loc="upper right")
+        first = next(iter(landscapes.values())).meta
+        what = (f"Loss landscape (Li et al. 2018): {first.get('options', {}).get('images', '?')} training images, "
+                "BN in eval mode; contours around the final weights along two random filter-normalized directions")
+        notes = [f"{pretty(m)}: {ls.meta['line']}" for m, ls in landscapes.items() if ls.line is None]
+        return titled(fig, runs if runs is not None else [ls.run for ls in landscapes.values()], what, notes)
+
+
+def describe(landscapes: dict[str, Landscape]) -> str:
+    """The sentences under the figure: how it was made, and each net's loss at the final and initial weights and at
+    the edge of the grid."""
+    first = next(iter(landscapes.values())).meta
+    o = first.get("options", {})
+    parts = [f"Loss: mean cross-entropy (no weight decay) on {o.get('images', '?')} training images ({first['subset']}"
+             f"); BN in eval mode with the stored running statistics. Surface: {o.get('grid')}x{o.get('grid')} grid "
+             f"over [-{o.get('span')}, {o.get('span')}]^2 of two random directions, filter-normalized, zero on BN "
+             f"parameters and biases (direction seed {o.get('direction_seed')}). Line: {o.get('line_points')} points "
+             "from checkpoints/init.pt to checkpoints/last.pt (all state entries, BN statistics included)."]
+    for m, ls in landscapes.items():
+        xs, ys, z = ls.grid()
+        edge = np.concatenate([z[0], z[-1], z[:, 0], z[:, -1]])
+        text = (f"{pretty(m)}: loss {ls.origin_loss:.3g} at the final weights, {np.nanmean(edge):.3g} on average at "
+                "the edge of the grid")
+        if ls.line is not None:
+            start = float(ls.line.loss.iloc[0])
+            text += (f", {start:.3g} at the initial weights" if math.isfinite(start) else ", not finite at the "
+                     "initial weights") + f", at most {ls.line.loss.max():.3g} on the line"
+        parts.append(text + ".")
+    return " ".join(parts) + "\n\n"
