@@ -49,27 +49,40 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g for g in groups if g.family == "cifar" and args.dataset in (None, g.protocol.dataset)]
     chosen_by_group = [(g, chosen) for g in groups if (chosen := pick_fig7_runs(g.runs))]
     if not chosen_by_group:
-        print(f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under "
-              f"{args.runs}; train them first (`make reproduce-cifar`).", file=sys.stderr)
+        print(
+            f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under "
+            f"{args.runs}; train them first (`make reproduce-cifar`).",
+            file=sys.stderr,
+        )
         return 1
 
     out = Path(args.out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__),
-                                                            *(sys.argv[1:] if argv is None else argv)])
+    command = "python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
+    )
     test_sets = {}
     for group, chosen in chosen_by_group:  # one Figure 7 per protocol: responses of two protocols are never mixed
         missing = [m for m in FIG7_MODELS if m not in chosen]
         if missing:
-            print(f"layer_responses: {group.protocol.heading}: no complete run of {', '.join(missing)}; "
-                  f"Figure 7 will lack them.", file=sys.stderr)
+            print(
+                f"layer_responses: {group.protocol.heading}: no complete run of {', '.join(missing)}; "
+                f"Figure 7 will lack them.",
+                file=sys.stderr,
+            )
         t0 = time.time()
         frames = []
         for model_name, run in chosen.items():
             # the per-pixel mean is that of the run's own training split; runs with the same split share it
             data_root = args.data_root or run.cfg("data.root")
-            key = (run.dataset, data_root, run.cfg("data.split"), run.cfg("data.val_size"), run.cfg("data.limit_train"),
-                   run.cfg("data.limit_test"))
+            key = (
+                run.dataset,
+                data_root,
+                run.cfg("data.split"),
+                run.cfg("data.val_size"),
+                run.cfg("data.limit_train"),
+                run.cfg("data.limit_test"),
+            )
             if key not in test_sets:
                 test_sets[key] = normalized_test_set(run, data_root, run.dataset)
             images = test_sets[key]
@@ -78,14 +91,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"layer_responses: {model_name} seed {run.seed}: {len(frames[-1])} layers")
         df = pd.concat(frames, ignore_index=True)
         df.to_csv(out / "tables" / f"fig7_responses{group.suffix}.csv", index=False)
-        meta = {"command": command, "group": group.protocol.slug, "protocol": group.protocol.title,
-                "runs": {m: shown_path(r.path) for m, r in chosen.items()}, "device": args.device,
-                "wall_s": time.time() - t0, "test_images": len(images)}
+        meta = {
+            "command": command,
+            "group": group.protocol.slug,
+            "protocol": group.protocol.title,
+            "runs": {m: shown_path(r.path) for m, r in chosen.items()},
+            "device": args.device,
+            "wall_s": time.time() - t0,
+            "test_images": len(images),
+        }
         (out / "tables" / f"fig7_responses{group.suffix}.json").write_text(json.dumps(meta, indent=2) + "\n")
-        curves.save(figure7(df, f"std of layer responses on the test set\n{group.protocol.title}"), out / "figures",
-                    f"fig7{group.suffix}")
-        print(f"layer_responses: wrote {out / 'tables' / f'fig7_responses{group.suffix}.csv'} and "
-              f"{out / 'figures' / f'fig7{group.suffix}.png'}")
+        curves.save(
+            figure7(df, f"std of layer responses on the test set\n{group.protocol.title}"),
+            out / "figures",
+            f"fig7{group.suffix}",
+        )
+        print(
+            f"layer_responses: wrote {out / 'tables' / f'fig7_responses{group.suffix}.csv'} and "
+            f"{out / 'figures' / f'fig7{group.suffix}.png'}"
+        )
     return 0
 
 

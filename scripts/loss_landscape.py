@@ -23,16 +23,35 @@ from resnet_repro.errors import UserError
 def main(argv: list[str] | None = None) -> int:
     defaults = Options()
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--run", nargs="+", required=True, metavar="DIR", help="run directories (with config.yaml and "
-                    "checkpoints/); several share one image subset where their data configs agree")
-    ap.add_argument("--grid", type=int, default=defaults.grid, help=f"points per axis of the surface, odd "
-                    f"(default {defaults.grid})")
-    ap.add_argument("--span", type=float, default=defaults.span, help="the surface covers [-SPAN, SPAN]^2 "
-                    f"(default {defaults.span:g})")
-    ap.add_argument("--line-points", type=int, default=defaults.line_points,
-                    help=f"points from the initial to the final weights (default {defaults.line_points})")
-    ap.add_argument("--images", type=int, default=defaults.images,
-                    help=f"training images in the fixed subset (default {defaults.images})")
+    ap.add_argument(
+        "--run",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="run directories (with config.yaml and "
+        "checkpoints/); several share one image subset where their data configs agree",
+    )
+    ap.add_argument(
+        "--grid", type=int, default=defaults.grid, help=f"points per axis of the surface, odd (default {defaults.grid})"
+    )
+    ap.add_argument(
+        "--span",
+        type=float,
+        default=defaults.span,
+        help=f"the surface covers [-SPAN, SPAN]^2 (default {defaults.span:g})",
+    )
+    ap.add_argument(
+        "--line-points",
+        type=int,
+        default=defaults.line_points,
+        help=f"points from the initial to the final weights (default {defaults.line_points})",
+    )
+    ap.add_argument(
+        "--images",
+        type=int,
+        default=defaults.images,
+        help=f"training images in the fixed subset (default {defaults.images})",
+    )
     ap.add_argument("--seed", type=int, default=defaults.direction_seed, help="seed of the random directions")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--data-root", help="default: each run's own data.root")
@@ -45,22 +64,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: choose 1 or more")
 
-    options = Options(grid=args.grid, span=args.span, line_points=args.line_points, images=args.images,
-                      direction_seed=args.seed)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__),
-                                                            *(sys.argv[1:] if argv is None else argv)])
+    options = Options(
+        grid=args.grid, span=args.span, line_points=args.line_points, images=args.images, direction_seed=args.seed
+    )
+    command = "python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
+    )
     cache: dict = {}
     for run in args.run:
-        meta, computed = compute(run, options, out_dir=args.out, device=args.device, batch_size=args.batch_size,
-                                 data_root=args.data_root, command=command, force=args.force, subset_cache=cache)
+        meta, computed = compute(
+            run,
+            options,
+            out_dir=args.out,
+            device=args.device,
+            batch_size=args.batch_size,
+            data_root=args.data_root,
+            command=command,
+            force=args.force,
+            subset_cache=cache,
+        )
         where = shown_path(args.out or os.path.join(run, "landscape"))
         if not computed:
             print(f"loss_landscape: {where} is up to date (same options and checkpoint; --force recomputes)")
             continue
         points = f"{options.grid}x{options.grid} surface" + (
-            f" and {options.line_points}-point line" if meta["init"] else " (no line: " + meta["line"] + ")")
-        print(f"loss_landscape: {meta['model']} seed {meta['seed']}: {points} on {options.images} training images "
-              f"in {meta['wall_s']:.0f} s on {meta['device']} -> {where}")
+            f" and {options.line_points}-point line" if meta["init"] else " (no line: " + meta["line"] + ")"
+        )
+        print(
+            f"loss_landscape: {meta['model']} seed {meta['seed']}: {points} on {options.images} training images "
+            f"in {meta['wall_s']:.0f} s on {meta['device']} -> {where}"
+        )
     return 0
 
 

@@ -30,15 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     source = f"W&B project {args.wandb}" if args.wandb else f"run records under {shown_path(args.runs)}"
     if not runs:
         partial = [] if args.wandb else find_partial_dirs(args.runs)
-        what = (f"{len(partial)} run directories without summary.json (e.g. {partial[0]})" if partial
-                else "no run records (summary.json)")
-        print(f"make_figures: {what} in {args.wandb or args.runs}; train first with `make reproduce-cifar` "
-              f"(or `make demo` for a short run), then run this again.", file=sys.stderr)
+        what = (
+            f"{len(partial)} run directories without summary.json (e.g. {partial[0]})"
+            if partial
+            else "no run records (summary.json)"
+        )
+        print(
+            f"make_figures: {what} in {args.wandb or args.runs}; train first with `make reproduce-cifar` "
+            f"(or `make demo` for a short run), then run this again.",
+            file=sys.stderr,
+        )
         return 1
 
     out = Path(args.out)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__),
-                                                            *(sys.argv[1:] if argv is None else argv)])
+    command = "python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
+    )
     _, n_figures, n_tables = write_report(runs, out, command=command, source=source, experiment=args.experiment)
     print(f"make_figures: {n_figures} figures, {n_tables} tables, report in {out / 'REPORT.md'}")
     return 0

@@ -36,18 +36,38 @@ def depth_of(model: str) -> int:
     return int(re.sub(r"\D", "", model))
 
 
-def make_run(root: Path, model: str, seed: int, final_err: float, status: str = "complete", experiment="cifar10",
-             family="cifar", max_iters=64000, evals=5, cfg: dict | None = None, summary: dict | None = None,
-             test_errs: list[float] | None = None) -> Path:
+def make_run(
+    root: Path,
+    model: str,
+    seed: int,
+    final_err: float,
+    status: str = "complete",
+    experiment="cifar10",
+    family="cifar",
+    max_iters=64000,
+    evals=5,
+    cfg: dict | None = None,
+    summary: dict | None = None,
+    test_errs: list[float] | None = None,
+) -> Path:
     """A run directory as the trainer writes it, with the paper's CIFAR-10 protocol unless `cfg` says otherwise;
     test error falls linearly from 50% to final_err (or follows `test_errs`)."""
     d = root / experiment / model / f"seed{seed}"
     d.mkdir(parents=True)
-    config = {"data": {"name": "cifar10" if family == "cifar" else "imagenet", "split": "full", "limit_train": 0,
-                       "limit_test": 0, "batch_size": 128 if family == "cifar" else 256},
-              "model": {"name": model, "shortcut": "A"}, "seed": seed, "experiment_name": experiment,
-              "trainer": {"max_iters": max_iters},
-              "schedule": {"warmup": model == "resnet110", "kind": "steps" if family == "cifar" else "plateau"}}
+    config = {
+        "data": {
+            "name": "cifar10" if family == "cifar" else "imagenet",
+            "split": "full",
+            "limit_train": 0,
+            "limit_test": 0,
+            "batch_size": 128 if family == "cifar" else 256,
+        },
+        "model": {"name": model, "shortcut": "A"},
+        "seed": seed,
+        "experiment_name": experiment,
+        "trainer": {"max_iters": max_iters},
+        "schedule": {"warmup": model == "resnet110", "kind": "steps" if family == "cifar" else "plateau"},
+    }
     node = OmegaConf.create(config)
     for k, v in (cfg or {}).items():
         OmegaConf.update(node, k, v)
@@ -58,18 +78,51 @@ def make_run(root: Path, model: str, seed: int, final_err: float, status: str = 
     its = np.linspace(last / len(errs), last, len(errs)).astype(int)
     with open(d / "metrics.jsonl", "w") as f:
         for it, te in zip(its, errs):
-            f.write(json.dumps({"iter": int(it), "epoch": it / 391, "lr": 0.1, "train_loss": 1.0,
-                                "train_err": te - 0.03, "test_loss": 1.0, "test_err": te, "img_per_s": 1e4,
-                                "wall_s": float(it)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "iter": int(it),
+                        "epoch": it / 391,
+                        "lr": 0.1,
+                        "train_loss": 1.0,
+                        "train_err": te - 0.03,
+                        "test_loss": 1.0,
+                        "test_err": te,
+                        "img_per_s": 1e4,
+                        "wall_s": float(it),
+                    }
+                )
+                + "\n"
+            )
         if status == "running":
             f.write('{"iter": 99999, "test_e')  # a half-written line
-    s = {"model": model, "family": family, "depth": depth_of(model), "shortcut": "A",
-         "dataset": config["data"]["name"], "split": config["data"]["split"], "seed": seed, "experiment": experiment,
-         "params": 269722, "flops": 41_000_000, "final_test_err": errs[-1], "best_test_err": min(errs),
-         "best_val_err": None, "iters": int(last), "max_iters": config["trainer"]["max_iters"], "wall_s": 3600.0,
-         "device": "NVIDIA H100 80GB HBM3", "world_size": 1, "torch": "2.14.1", "cuda": "12.8",
-         "git_commit": "abc1234def", "git_dirty": False, "status": status, "precision": "bf16",
-         "command": f"python scripts/train.py experiment={experiment} model={model} seed={seed}"}
+    s = {
+        "model": model,
+        "family": family,
+        "depth": depth_of(model),
+        "shortcut": "A",
+        "dataset": config["data"]["name"],
+        "split": config["data"]["split"],
+        "seed": seed,
+        "experiment": experiment,
+        "params": 269722,
+        "flops": 41_000_000,
+        "final_test_err": errs[-1],
+        "best_test_err": min(errs),
+        "best_val_err": None,
+        "iters": int(last),
+        "max_iters": config["trainer"]["max_iters"],
+        "wall_s": 3600.0,
+        "device": "NVIDIA H100 80GB HBM3",
+        "world_size": 1,
+        "torch": "2.14.1",
+        "cuda": "12.8",
+        "git_commit": "abc1234def",
+        "git_dirty": False,
+        "status": status,
+        "precision": "bf16",
+        "command": f"python scripts/train.py experiment={experiment} model={model} seed={seed}",
+    }
     (d / "summary.json").write_text(json.dumps({**s, **(summary or {})}))
     return d
 
@@ -143,8 +196,9 @@ def test_test_selected_column_from_the_metrics_rows(tmp_path):
     """The lowest test error over evaluations, per seed, from metrics.jsonl; the headline stays the final error."""
     curves_by_seed = {0: [0.5, 0.2, 0.12, 0.15], 1: [0.4, 0.11, 0.13, 0.14], 2: [0.3, 0.25, 0.2, 0.1]}
     for seed, errs in curves_by_seed.items():
-        make_run(tmp_path, "resnet20", seed, errs[-1], test_errs=errs,
-                 summary={"best_test_err": 0.99})  # a stale summary field must not be what is shown
+        make_run(
+            tmp_path, "resnet20", seed, errs[-1], test_errs=errs, summary={"best_test_err": 0.99}
+        )  # a stale summary field must not be what is shown
     runs = load_runs(tmp_path)
     direct = []
     for seed in curves_by_seed:
@@ -161,11 +215,18 @@ def test_test_selected_column_from_the_metrics_rows(tmp_path):
     assert seeds.seeds == "0: 15.00, 1: 14.00, 2: 10.00"
 
 
-@pytest.mark.parametrize("cfg, reason", [
-    (FASHION, "Fashion-MNIST (paper: CIFAR-10)"),
-    ({**FASHION, **SHORT}, "Fashion-MNIST (paper: CIFAR-10); 600 iterations (paper: 64k); lr ÷10 at 400, 500 "
-                           "(paper: at 32k, 48k); first 1000 test images (paper: the full test set)"),
-    (SHORT, "600 iterations (paper: 64k)")])
+@pytest.mark.parametrize(
+    "cfg, reason",
+    [
+        (FASHION, "Fashion-MNIST (paper: CIFAR-10)"),
+        (
+            {**FASHION, **SHORT},
+            "Fashion-MNIST (paper: CIFAR-10); 600 iterations (paper: 64k); lr ÷10 at 400, 500 "
+            "(paper: at 32k, 48k); first 1000 test images (paper: the full test set)",
+        ),
+        (SHORT, "600 iterations (paper: 64k)"),
+    ],
+)
 def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
     for m in ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]:
         for seed in range(2):
@@ -268,8 +329,14 @@ def test_figures_panels_curves_and_status(cifar_root):
     assert [line.get_linestyle() for line in plain.lines[:2]] == ["--", "-"]
     assert plain.lines[1].get_linewidth() > plain.lines[0].get_linewidth()
     labels = [line.get_label() for line in res.lines if not line.get_label().startswith("_")]
-    assert labels == ["ResNet-20 (n=3)", f"ResNet-20 s3: {STOPPED}", "ResNet-32", "ResNet-44", "ResNet-56",
-                      "ResNet-110 s0: failed"]
+    assert labels == [
+        "ResNet-20 (n=3)",
+        f"ResNet-20 s3: {STOPPED}",
+        "ResNet-32",
+        "ResNet-44",
+        "ResNet-56",
+        "ResNet-110 s0: failed",
+    ]
     assert len(res.collections) == 2  # min-max bands (train, test) of the 3 complete ResNet-20 seeds
     assert res.lines[2].get_ydata()[-1] == pytest.approx(9.0)  # mean over the complete seeds, in %
     assert res.lines[3].get_linestyle() == ":"
@@ -307,17 +374,37 @@ def test_a_killed_trainer_is_stopped_not_running(tmp_path, fashion_mnist_dir):
     """A real training process: running while it lives; after SIGKILL its summary still says "running", and every
     reader says it stopped."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "scripts/train.py", "data=fashion_mnist", f"data.root={fashion_mnist_dir}",
-           "data.limit_train=2048", "data.limit_test=256", "data.val_size=256", "data.batch_size=32", "model=resnet20",
-           "trainer.max_iters=100000", "trainer.eval_every=10", "trainer.progress=none", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "scripts/train.py",
+        "data=fashion_mnist",
+        f"data.root={fashion_mnist_dir}",
+        "data.limit_train=2048",
+        "data.limit_test=256",
+        "data.val_size=256",
+        "data.batch_size=32",
+        "model=resnet20",
+        "trainer.max_iters=100000",
+        "trainer.eval_every=10",
+        "trainer.progress=none",
+        f"hydra.run.dir={run_dir}",
+    ]
     log = (tmp_path / "train.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"},
+    )
     try:
         deadline = time.monotonic() + 240
         # summary.json is written when training starts; wait for a first evaluation too, so there is a curve
-        while not ((run_dir / "summary.json").exists() and (run_dir / "metrics.jsonl").exists()
-                   and (run_dir / "metrics.jsonl").read_text().endswith("\n")):
+        while not (
+            (run_dir / "summary.json").exists()
+            and (run_dir / "metrics.jsonl").exists()
+            and (run_dir / "metrics.jsonl").read_text().endswith("\n")
+        ):
             assert proc.poll() is None, (tmp_path / "train.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "no summary.json and evaluation after 240 s"
             time.sleep(0.2)
@@ -353,17 +440,32 @@ def test_provenance_line_flags_disagreement(tmp_path):
 
 
 def run_script(name, *args):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_make_figures_end_to_end(cifar_root, tmp_path):
     make_run(cifar_root, "resnet20", 0, 0.3, experiment="demo", max_iters=2000, cfg=FASHION)
     for m, sc in [("plain18", None), ("plain34", None), ("resnet34", "B"), ("resnet18", "A")]:
-        make_run(cifar_root, m, 0, 0.27, experiment="imagenet", family="imagenet", max_iters=600000,
-                 cfg={"model.shortcut": sc}, summary={"shortcut": sc, "eval": {
-                     "center": {"top1_err": 0.30, "top5_err": 0.10}, "10crop": {"top1_err": 0.26, "top5_err": 0.08},
-                     "multiscale": {"top1_err": 0.22, "top5_err": 0.06}}})
+        make_run(
+            cifar_root,
+            m,
+            0,
+            0.27,
+            experiment="imagenet",
+            family="imagenet",
+            max_iters=600000,
+            cfg={"model.shortcut": sc},
+            summary={
+                "shortcut": sc,
+                "eval": {
+                    "center": {"top1_err": 0.30, "top5_err": 0.10},
+                    "10crop": {"top1_err": 0.26, "top5_err": 0.08},
+                    "multiscale": {"top1_err": 0.22, "top5_err": 0.06},
+                },
+            },
+        )
     out = tmp_path / "results"
     p = run_script("make_figures.py", "--runs", cifar_root, "--out", out)
     assert p.returncode == 0, p.stderr
@@ -404,8 +506,9 @@ def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
     df = tables.peers_table("cifar10", runs)
     aka = df[(df.source.str.startswith("akamaster")) & (df.model == "resnet20")].iloc[0]
     assert (aka.test_error_pct, aka.selection, aka.ours_n) == (8.27, "best on the test set", 3)
-    direct = np.mean([100 * tables.best_test_err_during_training(r) for r in runs
-                      if r.model == "resnet20" and r.complete])
+    direct = np.mean(
+        [100 * tables.best_test_err_during_training(r) for r in runs if r.model == "resnet20" and r.complete]
+    )
     assert aka.ours_mean_pct == pytest.approx(direct)
     reme = df[(df.source.str.startswith("raphaelreme")) & (df.model == "resnet20")].iloc[0]
     assert reme.selection == "final" and reme.ours_mean_pct == pytest.approx(9.0)  # the final error, as theirs
@@ -415,17 +518,31 @@ def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
 
 
 def test_deviations_from_config(tmp_path):
-    make_run(tmp_path, "resnet110", 0, 0.07, max_iters=2000,
-             cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist",
-                  "schedule.warmup": False})
+    make_run(
+        tmp_path,
+        "resnet110",
+        0,
+        0.07,
+        max_iters=2000,
+        cfg={"data.split": "paper", "data.limit_train": 1000, "data.name": "fashion_mnist", "schedule.warmup": False},
+    )
     (run,) = load_runs(tmp_path)
     devs = " | ".join(deviations(run))
-    for s in ["trainer.max_iters=2000", "data.split=paper", "data.limit_train=1000", "data.name=fashion_mnist",
-              "schedule.warmup=False", "precision=bf16"]:
+    for s in [
+        "trainer.max_iters=2000",
+        "data.split=paper",
+        "data.limit_train=1000",
+        "data.name=fashion_mnist",
+        "schedule.warmup=False",
+        "precision=bf16",
+    ]:
         assert s in devs
-    assert run.protocol.mismatches() == ["Fashion-MNIST (paper: CIFAR-10)", "2k iterations (paper: 64k)",
-                                         "split paper, 5000 held out (paper: the full training set)",
-                                         "first 1000 training images (paper: all)"]
+    assert run.protocol.mismatches() == [
+        "Fashion-MNIST (paper: CIFAR-10)",
+        "2k iterations (paper: 64k)",
+        "split paper, 5000 held out (paper: the full training set)",
+        "first 1000 training images (paper: all)",
+    ]
 
 
 @pytest.mark.parametrize("partial", [False, True])
@@ -490,8 +607,9 @@ def test_layer_responses_script(tmp_path, monkeypatch):
     for m in ["plain20", "resnet20"]:
         d = make_run(root, m, 1, 0.1)
         make_run(root, m, 0, 0.2, status="interrupted")  # the lowest complete seed is used: 1
-        save_checkpoint({"model": build_model(m, num_classes=10).state_dict(), "iteration": 64000},
-                        d / "checkpoints" / "last.pt")
+        save_checkpoint(
+            {"model": build_model(m, num_classes=10).state_dict(), "iteration": 64000}, d / "checkpoints" / "last.pt"
+        )
     script = load_script("layer_responses")
     monkeypatch.setattr(script, "normalized_test_set", lambda run, root, name: torch.randn(40, 3, 32, 32))
     out = tmp_path / "results"
@@ -543,8 +661,14 @@ def test_trained_model_is_built_from_the_run_config(tmp_path):
 
 
 def test_normalized_test_set_fashion_mnist(tmp_path, fashion_mnist_dir):
-    make_run(tmp_path, "resnet20", 0, 0.1, cfg={"data.name": "fashion_mnist", "data.split": "paper"},
-             summary={"dataset": "fashion_mnist"})
+    make_run(
+        tmp_path,
+        "resnet20",
+        0,
+        0.1,
+        cfg={"data.name": "fashion_mnist", "data.split": "paper"},
+        summary={"dataset": "fashion_mnist"},
+    )
     (run,) = load_runs(tmp_path)
     x = responses.normalized_test_set(run, str(fashion_mnist_dir))
     assert x.shape[0] == 10000 and x.shape[2:] == (32, 32) and x.dtype == torch.float32
@@ -555,19 +679,36 @@ class FakeWandbRun:
     """The attributes of wandb.apis.public.Run that run_from_wandb reads."""
 
     name, group, state = "resnet56-seed2", "cifar10", "crashed"
-    config = {"model": {"name": "resnet56", "shortcut": "A"}, "seed": 2, "data": {"name": "cifar10", "split": "full"},
-              "trainer": {"max_iters": 64000}, "_wandb": {"x": 1}}
+    config = {
+        "model": {"name": "resnet56", "shortcut": "A"},
+        "seed": 2,
+        "data": {"name": "cifar10", "split": "full"},
+        "trainer": {"max_iters": 64000},
+        "_wandb": {"x": 1},
+    }
     summary = {"final_test_err": 0.071, "params": 853018, "_runtime": 5}
 
     def history(self):
-        return pd.DataFrame({"_step": [2000, 1000], "iter": [2000, 1000], "train_err": [0.2, 0.4],
-                             "test_err": [0.25, 0.45], "_runtime": [1, 2]})
+        return pd.DataFrame(
+            {
+                "_step": [2000, 1000],
+                "iter": [2000, 1000],
+                "train_err": [0.2, 0.4],
+                "test_err": [0.25, 0.45],
+                "_runtime": [1, 2],
+            }
+        )
 
 
 def test_wandb_conversion():
     run = run_from_wandb(FakeWandbRun())
-    assert (run.model, run.seed, run.status, run.experiment, run.dataset) == ("resnet56", 2, "failed", "cifar10",
-                                                                              "cifar10")
+    assert (run.model, run.seed, run.status, run.experiment, run.dataset) == (
+        "resnet56",
+        2,
+        "failed",
+        "cifar10",
+        "cifar10",
+    )
     assert run.cfg("trainer.max_iters") == 64000 and run.summary["params"] == 853018
     assert list(run.metrics.columns) == ["iter", "train_err", "test_err"] and list(run.metrics["iter"]) == [1000, 2000]
     assert run.summary["iters"] == 2000 and not run.complete and run.live is None

@@ -36,22 +36,29 @@ def _flat(node: dict, prefix: str = "") -> dict:
 def test_the_cifar100_experiments_are_the_cifar10_ones_on_cifar100():
     assert sorted(p.stem for p in (EXPERIMENTS / "cifar100").glob("*.yaml")) == NETS and len(NETS) == 11
     for net in NETS:
-        ten, hundred = (_flat(OmegaConf.to_container(compose_train_config([f"experiment={d}/{net}"]), resolve=True))
-                        for d in ("cifar10", "cifar100"))
+        ten, hundred = (
+            _flat(OmegaConf.to_container(compose_train_config([f"experiment={d}/{net}"]), resolve=True))
+            for d in ("cifar10", "cifar100")
+        )
         differ = {k for k in ten.keys() | hundred.keys() if ten.get(k) != hundred.get(k)}
         assert differ == {"data.name", "data.root", "experiment_name"}, net
-        assert (hundred["data.name"], hundred["experiment_name"], hundred["data.split"]) == ("cifar100", "cifar100",
-                                                                                           "full")
+        assert (hundred["data.name"], hundred["experiment_name"], hundred["data.split"]) == (
+            "cifar100",
+            "cifar100",
+            "full",
+        )
 
 
 def test_make_reproduce_cifar_takes_the_dataset():
-    dry = subprocess.run(["make", "-n", "reproduce-cifar", "DATASET=cifar100"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    dry = subprocess.run(
+        ["make", "-n", "reproduce-cifar", "DATASET=cifar100"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert dry.returncode == 0, dry.stderr
     assert "scripts/prepare_data.py cifar100 --root data/cifar100" in dry.stdout
     assert "experiment=" + ",".join(f"cifar100/{n}" for n in NETS) + " " in dry.stdout
-    bad = subprocess.run(["make", "-n", "reproduce-cifar", "DATASET=cifar1000"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        ["make", "-n", "reproduce-cifar", "DATASET=cifar1000"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0 and "DATASET=cifar1000 is unknown" in bad.stderr
 
 
@@ -62,10 +69,20 @@ def test_a_fake_cifar100_trains_and_gets_its_own_table(fake_cifar100, tmp_path):
         fine = pickle.load(f, encoding="latin1")["fine_labels"]
     assert load_cifar("cifar100", root, train=True).labels.tolist() == fine  # the fine labels, checksums verified
     run_dir = tmp_path / "runs" / "cifar100" / "resnet8" / "seed0"
-    cfg = compose_train_config(["experiment=cifar100/resnet20", f"data.root={root}", "model.name=resnet8",
-                                "model.family=cifar", "data.batch_size=32", "data.eval_batch_size=100",
-                                "trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2",
-                                "trainer.progress=none"])
+    cfg = compose_train_config(
+        [
+            "experiment=cifar100/resnet20",
+            f"data.root={root}",
+            "model.name=resnet8",
+            "model.family=cifar",
+            "data.batch_size=32",
+            "data.eval_batch_size=100",
+            "trainer.max_iters=4",
+            "trainer.eval_every=2",
+            "trainer.checkpoint_every=2",
+            "trainer.progress=none",
+        ]
+    )
     summary = train(cfg, run_dir)
     assert (summary["status"], summary["dataset"], summary["experiment"]) == ("complete", "cifar100", "cifar100")
     assert [r["iter"] for r in read_metrics(run_dir)] == [2, 4] and read_summary(run_dir) == summary
@@ -86,19 +103,45 @@ def test_a_fake_cifar100_trains_and_gets_its_own_table(fake_cifar100, tmp_path):
 
 def _paper_protocol_run(model: str, seed: int, final: float, best: float) -> Run:
     """A complete CIFAR-100 run with the paper's CIFAR protocol (64k iterations, batch 128, all images)."""
-    metrics = pd.DataFrame({"iter": [32000, 64000], "train_err": [0.3, 0.1], "test_err": [best, final],
-                            "train_loss": [1.0, 0.5], "test_loss": [1.2, 1.1]})
-    summary = {"model": model, "seed": seed, "status": "complete", "dataset": "cifar100", "split": "full",
-               "experiment": "cifar100", "family": "cifar", "final_test_err": final, "best_test_err": best,
-               "iters": 64000, "max_iters": 64000, "params": 1_734_000, "device": "GPU", "precision": "fp32"}
-    config = {"data": {"name": "cifar100", "split": "full", "batch_size": 128}, "model": {"name": model},
-              "trainer": {"max_iters": 64000}, "seed": seed, "experiment_name": "cifar100"}
+    metrics = pd.DataFrame(
+        {
+            "iter": [32000, 64000],
+            "train_err": [0.3, 0.1],
+            "test_err": [best, final],
+            "train_loss": [1.0, 0.5],
+            "test_loss": [1.2, 1.1],
+        }
+    )
+    summary = {
+        "model": model,
+        "seed": seed,
+        "status": "complete",
+        "dataset": "cifar100",
+        "split": "full",
+        "experiment": "cifar100",
+        "family": "cifar",
+        "final_test_err": final,
+        "best_test_err": best,
+        "iters": 64000,
+        "max_iters": 64000,
+        "params": 1_734_000,
+        "device": "GPU",
+        "precision": "fp32",
+    }
+    config = {
+        "data": {"name": "cifar100", "split": "full", "batch_size": 128},
+        "model": {"name": model},
+        "trainer": {"max_iters": 64000},
+        "seed": seed,
+        "experiment_name": "cifar100",
+    }
     return Run(summary=summary, config=config, metrics=metrics)
 
 
 def test_cifar100_with_the_paper_protocol_stands_beside_the_peers_only(tmp_path):
-    runs = [_paper_protocol_run("resnet110", s, final, best)
-            for s, (final, best) in enumerate([(0.30, 0.29), (0.32, 0.31)])]
+    runs = [
+        _paper_protocol_run("resnet110", s, final, best) for s, (final, best) in enumerate([(0.30, 0.29), (0.32, 0.31)])
+    ]
     assert runs[0].protocol.follows_paper_protocol and not runs[0].protocol.matches_paper
     report, _, _ = write_report(runs, tmp_path, command="test", source="test")
     assert "ours − paper" not in report and "the runs follow its CIFAR-10 protocol" in report

@@ -18,7 +18,9 @@ ALLOWED = (
     "/etc/slurm",  # SLURM's standard configuration folder (cluster docs, the test cluster)
     "/dev/null",
     "/proc",  # Linux process information (memory measurements, the test cluster's process checks)
-    "/bin/true", "/usr/sbin", "/usr/local/sbin",  # the test cluster: a no-op mailer, where SLURM daemons install
+    "/bin/true",
+    "/usr/sbin",
+    "/usr/local/sbin",  # the test cluster: a no-op mailer, where SLURM daemons install
     "/path/to",  # placeholder in examples
     "/hydra",  # not a file: Hydra's config group of launchers (`override /hydra/launcher: ...`)
 )
@@ -46,8 +48,12 @@ def foreign_paths(text: str) -> list[tuple[int, str]]:
 
 def repository_files(repo: Path) -> list[Path]:
     """Tracked files, and new ones not yet added that git does not ignore (they are about to be committed)."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=repo,
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     return [repo / name for name in sorted(set(out.split("\0"))) if name]
 
 
@@ -68,8 +74,10 @@ def scan(repo: Path) -> list[str]:
 
 def test_no_tracked_file_names_a_path_outside_the_repository():
     findings = scan(REPO)
-    assert not findings, "paths outside the repository (use a relative path, a placeholder such as /path/to/, or " \
-                         "add a system path the product needs to ALLOWED):\n" + "\n".join(findings)
+    assert not findings, (
+        "paths outside the repository (use a relative path, a placeholder such as /path/to/, or "
+        "add a system path the product needs to ALLOWED):\n" + "\n".join(findings)
+    )
 
 
 def _p(*parts: str) -> str:
@@ -77,32 +85,38 @@ def _p(*parts: str) -> str:
     return "/" + "/".join(parts)
 
 
-@pytest.mark.parametrize("line", [
-    f"see {_p('work', 'shared', 'NOTES.md')} for the recipe",
-    f'DEFAULT = Path("{_p("tmp", "resnet-repro-x")}")',
-    f"data.root={_p('home', 'someone', 'cifar10')}",
-    f"`{_p('Users', 'someone', 'data')}`",
-    f"cd {_p('root')}",
-    f"DATA={_p('datasets', 'imagenet')}",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"see {_p('work', 'shared', 'NOTES.md')} for the recipe",
+        f'DEFAULT = Path("{_p("tmp", "resnet-repro-x")}")',
+        f"data.root={_p('home', 'someone', 'cifar10')}",
+        f"`{_p('Users', 'someone', 'data')}`",
+        f"cd {_p('root')}",
+        f"DATA={_p('datasets', 'imagenet')}",
+    ],
+)
 def test_a_foreign_path_is_found(line):
     assert [p for _, p in foreign_paths(line)], line
 
 
-@pytest.mark.parametrize("line", [
-    "#!/usr/bin/env python",
-    "root: /usr/share/datasets/fashion-mnist",
-    "configs in /etc/slurm/slurm.conf",
-    "cmd > /dev/null 2>&1",
-    "make reproduce-imagenet DATA=/path/to/imagenet",
-    "  - override /hydra/launcher: basic",
-    "  - override /model: resnet110",
-    "PY := $(VENV)/bin/python",
-    "see https://github.com/akamaster/pytorch_resnet_cifar10 and results/demo/figures/fig6.png",
-    "the run directory <run_root>/<experiment>/<model>/seed<k>/summary.json",
-    "lr / 10 at 32k and 48k; 480 img/s; 1/2 of the set",
-    "~/.cache/torch",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#!/usr/bin/env python",
+        "root: /usr/share/datasets/fashion-mnist",
+        "configs in /etc/slurm/slurm.conf",
+        "cmd > /dev/null 2>&1",
+        "make reproduce-imagenet DATA=/path/to/imagenet",
+        "  - override /hydra/launcher: basic",
+        "  - override /model: resnet110",
+        "PY := $(VENV)/bin/python",
+        "see https://github.com/akamaster/pytorch_resnet_cifar10 and results/demo/figures/fig6.png",
+        "the run directory <run_root>/<experiment>/<model>/seed<k>/summary.json",
+        "lr / 10 at 32k and 48k; 480 img/s; 1/2 of the set",
+        "~/.cache/torch",
+    ],
+)
 def test_allowed_and_relative_paths_pass(line):
     assert foreign_paths(line) == []
 

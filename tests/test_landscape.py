@@ -24,8 +24,17 @@ from support.configs import compose_train_config
 from support.fake_data import make_fake_cifar10, patch_cifar10_md5
 from support.runs import load_script
 
-TINY = ["data=cifar10", "data.split=full", "data.batch_size=32", "data.eval_batch_size=100", "model.family=cifar",
-        "trainer.max_iters=6", "trainer.eval_every=3", "trainer.checkpoint_every=3", "trainer.progress=none"]
+TINY = [
+    "data=cifar10",
+    "data.split=full",
+    "data.batch_size=32",
+    "data.eval_batch_size=100",
+    "model.family=cifar",
+    "trainer.max_iters=6",
+    "trainer.eval_every=3",
+    "trainer.checkpoint_every=3",
+    "trainer.progress=none",
+]
 SMALL = ["--grid", "3", "--line-points", "3", "--images", "64"]
 
 
@@ -38,8 +47,12 @@ def tiny_runs(tmp_path_factory):
         runs = {}
         for net in ("plain8", "resnet8"):
             run_dir = root / "runs" / "tiny" / net / "seed0"
-            train(compose_train_config([*TINY, f"data.root={root / 'cifar10'}", f"model.name={net}",
-                                        "experiment_name=tiny"]), run_dir)
+            train(
+                compose_train_config(
+                    [*TINY, f"data.root={root / 'cifar10'}", f"model.name={net}", "experiment_name=tiny"]
+                ),
+                run_dir,
+            )
             runs[net] = run_dir
         yield root, runs
 
@@ -58,8 +71,9 @@ def test_the_directions_are_zero_on_bn_parameters_and_leave_bn_alone():
     model = build_model("resnet8", 10)
     params = {n: p.detach() for n, p in model.named_parameters()}
     direction = landscape.random_direction(params, torch.Generator().manual_seed(0))
-    bn_names = {f"{m}.{p}" for m, mod in model.named_modules() if isinstance(mod, nn.BatchNorm2d)
-                for p in ("weight", "bias")}
+    bn_names = {
+        f"{m}.{p}" for m, mod in model.named_modules() if isinstance(mod, nn.BatchNorm2d) for p in ("weight", "bias")
+    }
     assert bn_names and bn_names <= set(direction)
     for name, d in direction.items():
         if name in bn_names or d.dim() <= 1:
@@ -72,13 +86,17 @@ def test_the_directions_are_zero_on_bn_parameters_and_leave_bn_alone():
     seen = []
     for mod in model.modules():
         if isinstance(mod, nn.BatchNorm2d):
-            mod.register_forward_pre_hook(lambda m, _: seen.append(
-                [t.clone() for t in (m.weight, m.bias, m.running_mean, m.running_var)]))
+            mod.register_forward_pre_hook(
+                lambda m, _: seen.append([t.clone() for t in (m.weight, m.bias, m.running_mean, m.running_var)])
+            )
     second = landscape.random_direction(params, torch.Generator().manual_seed(1))
     images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     landscape.surface(model, final, (direction, second), [1.0], [-1.0], images, labels)
-    bn_final = [[final[f"{m}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-                for m, mod in model.named_modules() if isinstance(mod, nn.BatchNorm2d)]
+    bn_final = [
+        [final[f"{m}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+        for m, mod in model.named_modules()
+        if isinstance(mod, nn.BatchNorm2d)
+    ]
     assert len(seen) == len(bn_final)
     for got, want in zip(seen, bn_final):
         for a, b in zip(got, want):
@@ -118,8 +136,9 @@ def test_a_tiny_grid_finishes_its_files_are_complete_and_the_ends_are_the_checkp
             final = _loss_of_checkpoint(run_dir, "last.pt", meta["indices"])
             assert origin == pytest.approx(final, rel=1e-4)
             assert line.loss.iloc[-1] == pytest.approx(final, rel=1e-4)
-            assert line.loss.iloc[0] == pytest.approx(_loss_of_checkpoint(run_dir, "init.pt", meta["indices"]),
-                                                      rel=1e-4)
+            assert line.loss.iloc[0] == pytest.approx(
+                _loss_of_checkpoint(run_dir, "init.pt", meta["indices"]), rel=1e-4
+            )
         # Both nets saw the same images; a second call keeps what is up to date.
         metas = [json.loads((d / "landscape" / "landscape.json").read_text()) for d in runs.values()]
         assert metas[0]["indices"] == metas[1]["indices"]

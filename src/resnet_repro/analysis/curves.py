@@ -28,11 +28,24 @@ COLUMN_IN, TEXT_IN = 3.35, 6.9  # one column and full text width of a two-column
 
 # One style for every figure: small serif-free type that survives printing in black and white.
 STYLE = {
-    "font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6,
-    "xtick.labelsize": 6, "ytick.labelsize": 6, "lines.linewidth": 1.0,
-    "axes.grid": True, "grid.linewidth": 0.3, "grid.alpha": 0.6, "legend.frameon": False,
-    "legend.handlelength": 1.6, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": 300, "savefig.bbox": "tight", "pdf.fonttype": 42, "ps.fonttype": 42,
+    "font.size": 7,
+    "axes.titlesize": 7,
+    "axes.labelsize": 7,
+    "legend.fontsize": 6,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "lines.linewidth": 1.0,
+    "axes.grid": True,
+    "grid.linewidth": 0.3,
+    "grid.alpha": 0.6,
+    "legend.frameon": False,
+    "legend.handlelength": 1.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": 300,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
 }
 DEPTH_COLOR = {18: "C0", 20: "C0", 32: "C1", 34: "C3", 44: "C2", 56: "C3", 110: "C4", 1202: "C5"}
 TRAIN = dict(linestyle="--", linewidth=0.8)  # paper: dashed training error
@@ -78,8 +91,14 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
             if col in r.metrics:
                 m = r.metrics[["iter", col]].dropna()
                 lab = f"{pretty(model)} s{r.seed}: {r.status}"
-                ax.plot(m["iter"] / 1e4, 100 * m[col], color=c, label=("_" if hidden else "") + lab,
-                        linewidth=style["linewidth"], **RUNNING)
+                ax.plot(
+                    m["iter"] / 1e4,
+                    100 * m[col],
+                    color=c,
+                    label=("_" if hidden else "") + lab,
+                    linewidth=style["linewidth"],
+                    **RUNNING,
+                )
 
 
 def wrap_text(text: str, fig, points: float) -> str:
@@ -109,9 +128,16 @@ def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylab
     axes[0].set_ylabel(ylabel)
     have = {r.model for r in runs}
     missing = sorted((m for m in wanted if m not in have), key=_net_order)
-    return titled(fig, runs, what, [incomplete_note([r for r in runs if r.model in wanted]),
-                                    ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
-                                    *notes])
+    return titled(
+        fig,
+        runs,
+        what,
+        [
+            incomplete_note([r for r in runs if r.model in wanted]),
+            ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
+            *notes,
+        ],
+    )
 
 
 def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[tuple[list[str], str]], list[str]]:
@@ -124,8 +150,13 @@ def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[
 def _error_ylim(runs: list[Run], models: list[str], paper_top: float = 20) -> tuple[float, float]:
     """The paper's 0-20 % range, raised when a net ends above it (short runs such as `make demo`), so its curve
     shows."""
-    final = [100 * r.metrics[c].dropna().iloc[-1] for r in runs if r.model in models
-             for c in ("train_err", "test_err") if c in r.metrics and r.metrics[c].notna().any()]
+    final = [
+        100 * r.metrics[c].dropna().iloc[-1]
+        for r in runs
+        if r.model in models
+        for c in ("train_err", "test_err")
+        if c in r.metrics and r.metrics[c].notna().any()
+    ]
     top = max([paper_top, *final])
     return (0, paper_top if top <= paper_top else min(100, 10 * math.ceil(1.5 * top / 10)))
 
@@ -144,9 +175,11 @@ def figure1(runs: list[Run]) -> plt.Figure | None:
         return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted), "plain-20 vs plain-56 (Figure 1's layout)")
 
 
-FIG6_PANELS = [(["plain20", "plain32", "plain44", "plain56"], "plain"),
-               (["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], "ResNet"),
-               (["resnet110", "resnet1202"], "ResNet-110 / ResNet-1202")]
+FIG6_PANELS = [
+    (["plain20", "plain32", "plain44", "plain56"], "plain"),
+    (["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], "ResNet"),
+    (["resnet110", "resnet1202"], "ResNet-110 / ResNet-1202"),
+]
 
 
 def figure6(runs: list[Run]) -> plt.Figure | None:
@@ -156,8 +189,14 @@ def figure6(runs: list[Run]) -> plt.Figure | None:
     if not panels:
         return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_IN * max(len(panels), 2) / 3, 2.3), sharey=True,
-                                 constrained_layout=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1,
+            len(panels),
+            figsize=(TEXT_IN * max(len(panels), 2) / 3, 2.3),
+            sharey=True,
+            constrained_layout=True,
+            squeeze=False,
+        )
         axes = list(axes[0])
         for ax, (models, title) in zip(axes, panels):
             for m in models:
@@ -165,8 +204,15 @@ def figure6(runs: list[Run]) -> plt.Figure | None:
             ax.set_title(title)
         wanted = sorted({m for models, _ in panels for m in models})
         notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
-        return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted),
-                       "training curves (Figure 6's layout; dashed: training error, bold: test error)", notes=notes)
+        return _finish(
+            fig,
+            axes,
+            runs,
+            wanted,
+            _error_ylim(runs, wanted),
+            "training curves (Figure 6's layout; dashed: training error, bold: test error)",
+            notes=notes,
+        )
 
 
 FIG4_PANELS = [(["plain18", "plain34"], "plain"), (["resnet18", "resnet34"], "ResNet")]
@@ -178,22 +224,37 @@ def figure4(runs: list[Run]) -> plt.Figure | None:
     if not panels:
         return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_IN * len(panels) / 2, 2.5), sharey=True,
-                                 constrained_layout=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1,
+            len(panels),
+            figsize=(TEXT_IN * len(panels) / 2, 2.5),
+            sharey=True,
+            constrained_layout=True,
+            squeeze=False,
+        )
         axes = list(axes[0])
         thin = dict(linestyle="-", linewidth=0.6)
         for ax, (models, title) in zip(axes, panels):
             for m in models:
                 plot_model(ax, runs, m, cols=(("train_err", thin), ("test_err", TEST)))
             ax.set_title(title)
-        errs = pd.concat([100 * r.metrics[c] for r in runs for c in ("train_err", "test_err") if c in r.metrics]
-                         or [pd.Series([20.0, 60.0])])
+        errs = pd.concat(
+            [100 * r.metrics[c] for r in runs for c in ("train_err", "test_err") if c in r.metrics]
+            or [pd.Series([20.0, 60.0])]
+        )
         # the paper's 20-60 % range, widened when a short run sits outside it
         ylim = (min(20, 5 * (errs.min() // 5)), max(60, 5 * (errs.max() // 5 + 1)))
         wanted = [m for models, _ in panels for m in models]
         notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
-        return _finish(fig, axes, runs, wanted, ylim,
-                       "training curves (Figure 4's layout; thin: training error, bold: val error)", notes=notes)
+        return _finish(
+            fig,
+            axes,
+            runs,
+            wanted,
+            ylim,
+            "training curves (Figure 4's layout; thin: training error, bold: val error)",
+            notes=notes,
+        )
 
 
 def _net_order(model: str):
@@ -207,8 +268,9 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
 
     protocol = single_protocol(runs)
     groups = by_model(runs)
-    models = sorted((m for m, (done, _) in groups.items() if any(final_err(r) is not None for r in done)),
-                    key=_net_order)
+    models = sorted(
+        (m for m, (done, _) in groups.items() if any(final_err(r) is not None for r in done)), key=_net_order
+    )
     if not models:
         return None
     draw_paper = protocol is not None and protocol.family == "cifar" and protocol.matches_paper
@@ -217,8 +279,13 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
     ncols = min(len(models), 6)
     nrows = math.ceil(len(models) / ncols)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(min(TEXT_IN, 1.2 * ncols + 0.4), 1.5 * nrows + 0.5),
-                                 squeeze=False, constrained_layout=True)
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(min(TEXT_IN, 1.2 * ncols + 0.4), 1.5 * nrows + 0.5),
+            squeeze=False,
+            constrained_layout=True,
+        )
         for ax, m in zip(axes.flat, models):
             done = sorted((r for r in groups[m][0] if final_err(r) is not None), key=lambda r: r.seed)
             y = [100 * final_err(r) for r in done]
@@ -235,7 +302,7 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
             ax.set_xlim(-0.5, 0.5)
             ax.set_xticks([])
             ax.grid(axis="x", visible=False)
-        for ax in axes.flat[len(models):]:
+        for ax in axes.flat[len(models) :]:
             ax.remove()  # no empty axes in the grid
         for row in axes:
             row[0].set_ylabel("final test error (%)")

@@ -59,8 +59,9 @@ class Options:
 
     def check(self) -> None:
         if self.grid < 3 or self.grid % 2 == 0:
-            raise UserError(f"--grid {self.grid}: choose an odd number of points, 3 or more (the centre is the "
-                            "final weights)")
+            raise UserError(
+                f"--grid {self.grid}: choose an odd number of points, 3 or more (the centre is the final weights)"
+            )
         if not self.span > 0:
             raise UserError(f"--span {self.span}: must be greater than 0")
         if self.line_points < 2:
@@ -70,6 +71,7 @@ class Options:
 
 
 # --- directions ------------------------------------------------------------------------------------------------
+
 
 def normalize_filters(direction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """`direction` with each filter (slice along dim 0) rescaled to the norm of the same filter of `weight`."""
@@ -90,36 +92,41 @@ def random_direction(params: dict[str, torch.Tensor], generator: torch.Generator
 
 # --- the loss on a fixed subset ----------------------------------------------------------------------------------
 
+
 @torch.inference_mode()
-def subset_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
-                ) -> tuple[float, float]:
+def subset_loss(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
+) -> tuple[float, float]:
     """Mean cross-entropy and top-1 error of `model` in eval mode on (images, labels), summed in float64."""
     model.eval()
     loss_sum, wrong = 0.0, 0
     for start in range(0, len(labels), batch_size):
-        logits = model(images[start:start + batch_size]).float()
-        y = labels[start:start + batch_size]
+        logits = model(images[start : start + batch_size]).float()
+        y = labels[start : start + batch_size]
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double().item()
         wrong += int((logits.argmax(1) != y).sum())
     return loss_sum / len(labels), wrong / len(labels)
 
 
-def line(model: nn.Module, init_state: dict, final_state: dict, alphas, images, labels, batch_size: int = 500
-         ) -> pd.DataFrame:
+def line(
+    model: nn.Module, init_state: dict, final_state: dict, alphas, images, labels, batch_size: int = 500
+) -> pd.DataFrame:
     """The loss along (1 - a) * init + a * final of every floating-point state entry; other entries (BN's batch
     counters) are the final ones."""
     rows = []
     for a in alphas:
-        state = {k: torch.lerp(init_state[k], v, float(a)) if v.is_floating_point() else v
-                 for k, v in final_state.items()}  # lerp: exactly init at 0 and exactly final at 1
+        state = {
+            k: torch.lerp(init_state[k], v, float(a)) if v.is_floating_point() else v for k, v in final_state.items()
+        }  # lerp: exactly init at 0 and exactly final at 1
         model.load_state_dict(state)
         loss, err = subset_loss(model, images, labels, batch_size)
         rows.append({"alpha": float(a), "loss": loss, "err": err})
     return pd.DataFrame(rows)
 
 
-def surface(model: nn.Module, final_state: dict, directions: tuple[dict, dict], xs, ys, images, labels,
-            batch_size: int = 500) -> pd.DataFrame:
+def surface(
+    model: nn.Module, final_state: dict, directions: tuple[dict, dict], xs, ys, images, labels, batch_size: int = 500
+) -> pd.DataFrame:
     """The loss at final + x * d1 + y * d2 for every (x, y) of the grid xs by ys (parameters only)."""
     model.load_state_dict(final_state)
     params = dict(model.named_parameters())
@@ -130,8 +137,9 @@ def surface(model: nn.Module, final_state: dict, directions: tuple[dict, dict], 
         for x in xs:
             for y in ys:
                 for n in moved:
-                    params[n].copy_(base[n]).add_(directions[0][n], alpha=float(x)).add_(directions[1][n],
-                                                                                          alpha=float(y))
+                    params[n].copy_(base[n]).add_(directions[0][n], alpha=float(x)).add_(
+                        directions[1][n], alpha=float(y)
+                    )
                 loss, err = subset_loss(model, images, labels, batch_size)
                 rows.append({"x": float(x), "y": float(y), "loss": loss, "err": err})
     model.load_state_dict(final_state)
@@ -147,6 +155,7 @@ def axis(points: int, span: float) -> np.ndarray:
 
 # --- one run ---------------------------------------------------------------------------------------------------
 
+
 def _model_and_data_configs(run_dir: Path):
     from omegaconf import OmegaConf
 
@@ -154,16 +163,18 @@ def _model_and_data_configs(run_dir: Path):
 
     path = run_dir / "config.yaml"
     if not path.exists():
-        raise UserError(f"{run_dir} holds no config.yaml: --run takes a run directory (results/runs/<experiment>/"
-                        "<net>/seed<k>)")
+        raise UserError(
+            f"{run_dir} holds no config.yaml: --run takes a run directory (results/runs/<experiment>/<net>/seed<k>)"
+        )
     cfg = OmegaConf.load(path)
     model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), cfg.get("model") or {})
     data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg.get("data") or {})
     return cfg, model_cfg, data_cfg
 
 
-def training_subset(data_cfg, n: int, seed: int = 0, data_root: str | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def training_subset(
+    data_cfg, n: int, seed: int = 0, data_root: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """The first n of a fixed permutation (SUBSET_SEED) of the training split as the trainer builds it (its split and
     limit_train), unaugmented and mean-subtracted as its evaluations are; with their labels and indices."""
     from ..data import DeviceImageData
@@ -198,9 +209,18 @@ def up_to_date(out_dir: Path, options: Options, final_digest: str | None) -> boo
     return meta.get("options") == vars(options) and meta.get("final", {}).get("sha256") == final_digest
 
 
-def compute(run_dir: str | Path, options: Options, *, out_dir: str | Path | None = None, device: str = "cpu",
-            batch_size: int = 500, data_root: str | None = None, command: str = "", force: bool = False,
-            subset_cache: dict | None = None) -> tuple[dict, bool]:
+def compute(
+    run_dir: str | Path,
+    options: Options,
+    *,
+    out_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 500,
+    data_root: str | None = None,
+    command: str = "",
+    force: bool = False,
+    subset_cache: dict | None = None,
+) -> tuple[dict, bool]:
     """Line and surface of one run, written to out_dir (default <run>/landscape); returns (its metadata, whether it
     was computed: False when an up-to-date result was there). `subset_cache` shares the images between runs of
     the same data config."""
@@ -225,7 +245,7 @@ def compute(run_dir: str | Path, options: Options, *, out_dir: str | Path | None
     cache = subset_cache if subset_cache is not None else {}
     if key not in cache or len(cache[key][2]) < options.images:
         cache[key] = training_subset(data_cfg, options.images, int(cfg.get("seed", 0)), data_root)
-    images, labels, indices = (x[:options.images] for x in cache[key])
+    images, labels, indices = (x[: options.images] for x in cache[key])
     dataset = str(data_cfg.name)
     # the trainer's memory format (channels_last by default: faster convolutions on CPUs and GPUs)
     channels_last = bool(OmegaConf.select(cfg, "trainer.channels_last", default=True))
@@ -244,8 +264,9 @@ def compute(run_dir: str | Path, options: Options, *, out_dir: str | Path | None
         line_note = "not computed: the run has no checkpoints/init.pt (it was started before the trainer saved it)"
     else:
         alphas = np.linspace(0.0, 1.0, options.line_points)
-        line_df = line(model, {k: v.to(device) for k, v in init["model"].items()}, final_state, alphas, images,
-                       labels, batch_size)
+        line_df = line(
+            model, {k: v.to(device) for k, v in init["model"].items()}, final_state, alphas, images, labels, batch_size
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     surf.to_csv(out / "surface.csv", index=False, float_format="%.6g")
@@ -259,31 +280,45 @@ def compute(run_dir: str | Path, options: Options, *, out_dir: str | Path | None
 
     commit, dirty = git_state()
     meta = {
-        "run": shown_path(run_dir), "model": str(model_cfg.name), "seed": int(cfg.get("seed", 0)), "dataset": dataset,
-        "experiment": str(cfg.get("experiment_name", "default")), "status": summary.get("status", "?"),
-        "final": {"checkpoint": "checkpoints/last.pt", "iteration": final.get("iteration"),
-                  "sha256": final.get("sha256")},
-        "init": None if init is None else {"checkpoint": "checkpoints/init.pt", "iteration": init.get("iteration"),
-                                           "sha256": init.get("sha256")},
+        "run": shown_path(run_dir),
+        "model": str(model_cfg.name),
+        "seed": int(cfg.get("seed", 0)),
+        "dataset": dataset,
+        "experiment": str(cfg.get("experiment_name", "default")),
+        "status": summary.get("status", "?"),
+        "final": {
+            "checkpoint": "checkpoints/last.pt",
+            "iteration": final.get("iteration"),
+            "sha256": final.get("sha256"),
+        },
+        "init": None
+        if init is None
+        else {"checkpoint": "checkpoints/init.pt", "iteration": init.get("iteration"), "sha256": init.get("sha256")},
         "line": line_note,
         "loss": "mean cross-entropy on the image subset, without weight decay",
         "bn": BN_MODE,
         "directions": "two Gaussian directions over the parameters, filter-normalized to the final weights, zero on "
-                      "every 1-D parameter (BN scale and shift, biases); BN running statistics stay the final ones",
+        "every 1-D parameter (BN scale and shift, biases); BN running statistics stay the final ones",
         "line_path": "every floating-point state entry (BN running statistics included) at (1 - alpha) * init + "
-                     "alpha * final",
+        "alpha * final",
         "subset": f"the first {options.images} of a fixed permutation (seed {SUBSET_SEED}) of the run's training "
-                  "split, unaugmented, per-pixel mean subtracted",
-        "indices": indices, "options": vars(options), "device": str(device), "channels_last": channels_last,
+        "split, unaugmented, per-pixel mean subtracted",
+        "indices": indices,
+        "options": vars(options),
+        "device": str(device),
+        "channels_last": channels_last,
         "torch": torch.__version__,
-        "wall_s": time.perf_counter() - t0, "command": command,
-        "git_commit": commit, "git_dirty": dirty,
+        "wall_s": time.perf_counter() - t0,
+        "command": command,
+        "git_commit": commit,
+        "git_dirty": dirty,
     }
     (out / "landscape.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta, True
 
 
 # --- reading results back, and the figure ------------------------------------------------------------------------
+
 
 @dataclass
 class Landscape:
@@ -311,8 +346,12 @@ def load_landscape(run: Run) -> Landscape | None:
     if not (folder / "landscape.json").exists() or not (folder / "surface.csv").exists():
         return None
     line_path = folder / "line.csv"
-    return Landscape(run, json.loads((folder / "landscape.json").read_text()), pd.read_csv(folder / "surface.csv"),
-                     pd.read_csv(line_path) if line_path.exists() else None)
+    return Landscape(
+        run,
+        json.loads((folder / "landscape.json").read_text()),
+        pd.read_csv(folder / "surface.csv"),
+        pd.read_csv(line_path) if line_path.exists() else None,
+    )
 
 
 def landscapes_of(runs: list[Run]) -> dict[str, Landscape]:
@@ -348,24 +387,29 @@ def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> p
     lines = {m: ls.line for m, ls in landscapes.items() if ls.line is not None}
     n_panels = len(grids) + bool(lines)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, n_panels, figsize=(min(TEXT_IN, 2.3 * n_panels), 2.5), constrained_layout=True,
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, n_panels, figsize=(min(TEXT_IN, 2.3 * n_panels), 2.5), constrained_layout=True, squeeze=False
+        )
         axes = list(axes[0])
         contour = None
         for ax, (m, (xs, ys, z)) in zip(axes, grids.items()):
             ls = landscapes[m]
-            contour = ax.contour(xs, ys, np.clip(z, levels[0], levels[-1]), levels=levels, norm=norm,
-                                 cmap="viridis", linewidths=0.7)
+            contour = ax.contour(
+                xs, ys, np.clip(z, levels[0], levels[-1]), levels=levels, norm=norm, cmap="viridis", linewidths=0.7
+            )
             ax.plot([0], [0], marker="+", color="k", markersize=5)
             it = ls.meta.get("final", {}).get("iteration")
-            ax.set_title(f"{pretty(m)} (seed {ls.meta.get('seed', ls.run.seed)}"
-                         + (f", iteration {it}" if it is not None else "") + ")")
+            ax.set_title(
+                f"{pretty(m)} (seed {ls.meta.get('seed', ls.run.seed)}"
+                + (f", iteration {it}" if it is not None else "")
+                + ")"
+            )
             ax.set_xlabel("direction 1")
             ax.set_aspect("equal")
             ax.grid(False)
         axes[0].set_ylabel("direction 2")
         if contour is not None:
-            bar = fig.colorbar(contour, ax=axes[:len(grids)], shrink=0.85, pad=0.02)
+            bar = fig.colorbar(contour, ax=axes[: len(grids)], shrink=0.85, pad=0.02)
             bar.set_ticks(levels[::3])
             bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
             bar.ax.minorticks_off()
@@ -373,16 +417,19 @@ def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> p
         if lines:
             ax = axes[-1]
             for m, df in lines.items():
-                ax.plot(df.alpha, df.loss, color=color(m), linestyle="--" if m.startswith("plain") else "-",
-                        label=pretty(m))
+                ax.plot(
+                    df.alpha, df.loss, color=color(m), linestyle="--" if m.startswith("plain") else "-", label=pretty(m)
+                )
             ax.set_yscale("log")
             ax.set_xlabel("α: initial (0) to final (1) weights")
             ax.set_ylabel("training loss")
             ax.set_title("straight line init → final")
             ax.legend(loc="upper right")
         first = next(iter(landscapes.values())).meta
-        what = (f"Loss landscape (Li et al. 2018): {first.get('options', {}).get('images', '?')} training images, "
-                "BN in eval mode; contours around the final weights along two random filter-normalized directions")
+        what = (
+            f"Loss landscape (Li et al. 2018): {first.get('options', {}).get('images', '?')} training images, "
+            "BN in eval mode; contours around the final weights along two random filter-normalized directions"
+        )
         notes = [f"{pretty(m)}: {ls.meta['line']}" for m, ls in landscapes.items() if ls.line is None]
         return titled(fig, runs if runs is not None else [ls.run for ls in landscapes.values()], what, notes)
 
@@ -392,19 +439,26 @@ def describe(landscapes: dict[str, Landscape]) -> str:
     the edge of the grid."""
     first = next(iter(landscapes.values())).meta
     o = first.get("options", {})
-    parts = [f"Loss: mean cross-entropy (no weight decay) on {o.get('images', '?')} training images ({first['subset']}"
-             f"); BN in eval mode with the stored running statistics. Surface: {o.get('grid')}x{o.get('grid')} grid "
-             f"over [-{o.get('span')}, {o.get('span')}]^2 of two random directions, filter-normalized, zero on BN "
-             f"parameters and biases (direction seed {o.get('direction_seed')}). Line: {o.get('line_points')} points "
-             "from checkpoints/init.pt to checkpoints/last.pt (all state entries, BN statistics included)."]
+    parts = [
+        f"Loss: mean cross-entropy (no weight decay) on {o.get('images', '?')} training images ({first['subset']}"
+        f"); BN in eval mode with the stored running statistics. Surface: {o.get('grid')}x{o.get('grid')} grid "
+        f"over [-{o.get('span')}, {o.get('span')}]^2 of two random directions, filter-normalized, zero on BN "
+        f"parameters and biases (direction seed {o.get('direction_seed')}). Line: {o.get('line_points')} points "
+        "from checkpoints/init.pt to checkpoints/last.pt (all state entries, BN statistics included)."
+    ]
     for m, ls in landscapes.items():
         xs, ys, z = ls.grid()
         edge = np.concatenate([z[0], z[-1], z[:, 0], z[:, -1]])
-        text = (f"{pretty(m)}: loss {ls.origin_loss:.3g} at the final weights, {np.nanmean(edge):.3g} on average at "
-                "the edge of the grid")
+        text = (
+            f"{pretty(m)}: loss {ls.origin_loss:.3g} at the final weights, {np.nanmean(edge):.3g} on average at "
+            "the edge of the grid"
+        )
         if ls.line is not None:
             start = float(ls.line.loss.iloc[0])
-            text += (f", {start:.3g} at the initial weights" if math.isfinite(start) else ", not finite at the "
-                     "initial weights") + f", at most {ls.line.loss.max():.3g} on the line"
+            text += (
+                f", {start:.3g} at the initial weights"
+                if math.isfinite(start)
+                else ", not finite at the initial weights"
+            ) + f", at most {ls.line.loss.max():.3g} on the line"
         parts.append(text + ".")
     return " ".join(parts) + "\n\n"

@@ -10,14 +10,34 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST",
-                 "imagenet": "ImageNet"}
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "fashion_mnist": "Fashion-MNIST",
+    "imagenet": "ImageNet",
+}
 
 # The paper's protocols (Section 4.2 for CIFAR-10, Section 3.4 for ImageNet), in the fields of a Protocol.
-PAPER_CIFAR = {"dataset": "cifar10", "split": "full", "limit_train": 0, "limit_test": 0, "batch_size": 128,
-               "max_iters": 64000, "schedule": "steps", "milestones": (32000, 48000), "milestones_unit": "iters"}
-PAPER_IMAGENET = {"dataset": "imagenet", "split": "full", "limit_train": 0, "limit_test": 0, "batch_size": 256,
-                  "max_iters": 600000, "schedule": "plateau"}
+PAPER_CIFAR = {
+    "dataset": "cifar10",
+    "split": "full",
+    "limit_train": 0,
+    "limit_test": 0,
+    "batch_size": 128,
+    "max_iters": 64000,
+    "schedule": "steps",
+    "milestones": (32000, 48000),
+    "milestones_unit": "iters",
+}
+PAPER_IMAGENET = {
+    "dataset": "imagenet",
+    "split": "full",
+    "limit_train": 0,
+    "limit_test": 0,
+    "batch_size": 256,
+    "max_iters": 600000,
+    "schedule": "plateau",
+}
 
 
 def dataset_name(name: str) -> str:
@@ -88,8 +108,11 @@ class Protocol:
 
     @property
     def split_text(self) -> str:
-        train = ("the full training set" if self.split == "full"
-                 else f"the training set minus {self.val_size} held out for validation")
+        train = (
+            "the full training set"
+            if self.split == "full"
+            else f"the training set minus {self.val_size} held out for validation"
+        )
         if self.limit_train:
             train = f"the first {self.limit_train} training images"
         return train
@@ -104,8 +127,10 @@ class Protocol:
         """e.g. 'Fashion-MNIST, 600 iterations (lr ÷10 at 400, 500), batch 128, trained on the full training set,
         first 1000 test images'."""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
-        return (f"{dataset_name(self.dataset)}, {self.iters_text} ({self.schedule_text}){batch}, "
-                f"trained on {self.split_text}, {self.test_text}")
+        return (
+            f"{dataset_name(self.dataset)}, {self.iters_text} ({self.schedule_text}){batch}, "
+            f"trained on {self.split_text}, {self.test_text}"
+        )
 
     @property
     def heading(self) -> str:
@@ -121,8 +146,11 @@ class Protocol:
         """Why this is not the paper's protocol, one short reason per field, e.g. '600 iterations (paper: 64k)';
         [] when it is the paper's."""
         paper = self.paper
-        out = [] if self.dataset == paper["dataset"] else [
-            f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})"]
+        out = (
+            []
+            if self.dataset == paper["dataset"]
+            else [f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})"]
+        )
         return out + self.training_mismatches()
 
     def training_mismatches(self) -> list[str]:

@@ -92,8 +92,9 @@ def deviations_section(runs: list[Run]) -> str:
             seen.setdefault(d, []).append(f"{r.model}/s{r.seed}")
     if not seen:
         return "None found in the runs' configs.\n"
-    return "".join(f"- {d}: " + ("all runs" if len(who) == len(runs) else ", ".join(who)) + "\n"
-                   for d, who in seen.items())
+    return "".join(
+        f"- {d}: " + ("all runs" if len(who) == len(runs) else ", ".join(who)) + "\n" for d, who in seen.items()
+    )
 
 
 def _wall(s) -> str:
@@ -117,16 +118,41 @@ def runs_section(runs: list[Run]) -> str:
     for r in runs:
         s = r.summary
         err = tables.final_err(r)
-        rows.append([r.experiment, dataset_name(r.dataset), pretty(r.model), str(r.seed), r.status,
-                     f"{s.get('iters', '?')}/{s.get('max_iters', '?')}", "—" if err is None else f"{100 * err:.2f}",
-                     str(s.get("device", "?")), str(s.get("precision", "?")), str(s.get("git_commit") or "?")[:7]
-                     + ("+" if s.get("git_dirty") else ""), _wall(s.get("wall_s")), f"`{s.get('command', '?')}`"])
+        rows.append(
+            [
+                r.experiment,
+                dataset_name(r.dataset),
+                pretty(r.model),
+                str(r.seed),
+                r.status,
+                f"{s.get('iters', '?')}/{s.get('max_iters', '?')}",
+                "—" if err is None else f"{100 * err:.2f}",
+                str(s.get("device", "?")),
+                str(s.get("precision", "?")),
+                str(s.get("git_commit") or "?")[:7] + ("+" if s.get("git_dirty") else ""),
+                _wall(s.get("wall_s")),
+                f"`{s.get('command', '?')}`",
+            ]
+        )
     total = sum(r.summary.get("wall_s") or 0 for r in runs)
-    header = ["experiment", "data set", "net", "seed", "status", "iters", "final test err (%)", "device", "precision",
-              "commit", "wall time", "command"]
+    header = [
+        "experiment",
+        "data set",
+        "net",
+        "seed",
+        "status",
+        "iters",
+        "final test err (%)",
+        "device",
+        "precision",
+        "commit",
+        "wall time",
+        "command",
+    ]
     return tables.markdown(header, rows) + (
         f"\nTotal wall time of the runs: {_wall(total)}. Status: read from the run directory's lock where the records "
-        "say \"running\" (\"stopped (no process)\": no process holds it). Commit: + marks uncommitted changes.\n")
+        'say "running" ("stopped (no process)": no process holds it). Commit: + marks uncommitted changes.\n'
+    )
 
 
 def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str]:
@@ -145,18 +171,24 @@ def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str
         higher = b[0] > a[0] and b[1] > a[1]
         here = f"final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; test {a[1]:.2f}% vs {b[1]:.2f}%"
         if comparable:
-            out.append(f"Degradation (Figure 1's claim): {here} — paper: plain-56 higher in both "
-                       f"({'reproduced' if higher else 'not reproduced'}).")
+            out.append(
+                f"Degradation (Figure 1's claim): {here} — paper: plain-56 higher in both "
+                f"({'reproduced' if higher else 'not reproduced'})."
+            )
         else:
-            out.append(f"Degradation (Figure 1's claim, on CIFAR-10: plain-56 higher in both): {here}; plain-56 "
-                       f"{'is' if higher else 'is not'} higher in both here. Not a reproduction: "
-                       f"{'; '.join(protocol.mismatches())}.")
+            out.append(
+                f"Degradation (Figure 1's claim, on CIFAR-10: plain-56 higher in both): {here}; plain-56 "
+                f"{'is' if higher else 'is not'} higher in both here. Not a reproduction: "
+                f"{'; '.join(protocol.mismatches())}."
+            )
     if responses is not None and len(responses):
         mean_std = responses.groupby("model")["std"].mean()
         txt = ", ".join(f"{pretty(m)} {v:.3f}" for m, v in mean_std.sort_values(ascending=False).items())
-        out.append(f"Layer responses (Figure 7's claim, on CIFAR-10: ResNets smaller than plain nets, deeper ResNets "
-                   f"smaller still): mean response std per layer: {txt}."
-                   + ("" if comparable else f" Not a reproduction: {'; '.join(protocol.mismatches())}."))
+        out.append(
+            f"Layer responses (Figure 7's claim, on CIFAR-10: ResNets smaller than plain nets, deeper ResNets "
+            f"smaller still): mean response std per layer: {txt}."
+            + ("" if comparable else f" Not a reproduction: {'; '.join(protocol.mismatches())}.")
+        )
     return out
 
 
@@ -191,8 +223,11 @@ def _load_responses(out: Path, groups: list[Group]) -> dict[str, tuple[pd.DataFr
         if not csv.exists():
             continue
         meta = json.loads(meta_path.read_text())
-        group = by_slug.get(meta.get("group")) if meta.get("group") else next(
-            (g for g in groups if g.family == "cifar" and not g.suffix), None)
+        group = (
+            by_slug.get(meta.get("group"))
+            if meta.get("group")
+            else next((g for g in groups if g.family == "cifar" and not g.suffix), None)
+        )
         if group is not None and group.suffix not in found:
             found[group.suffix] = (pd.read_csv(csv), meta)
     return found
@@ -223,21 +258,30 @@ def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
         sec.note("Figure 1's layout not drawn: no run of plain-20 or plain-56 with this protocol.\n")
     wanted = {m for models, _ in curves.FIG6_PANELS for m in models}
     if path := _save(curves.figure6(g.runs), out, f"fig6{g.suffix}"):
-        sec.figure(f"Figure 6's layout: training curves (dashed: training error, bold: test error) — {title}", path,
-                   [r for r in g.runs if r.model in wanted])
+        sec.figure(
+            f"Figure 6's layout: training curves (dashed: training error, bold: test error) — {title}",
+            path,
+            [r for r in g.runs if r.model in wanted],
+        )
     if g.suffix in responses:
         resp, meta = responses[g.suffix]
-        curves.save(figure7(resp, f"std of layer responses on the test set\n{title}"), out / "figures",
-                    f"fig7{g.suffix}")
+        curves.save(
+            figure7(resp, f"std of layer responses on the test set\n{title}"), out / "figures", f"fig7{g.suffix}"
+        )
         used = set((meta.get("runs") or {}).values())
         runs = [r for r in g.runs if r.path is not None and shown_path(r.path) in used] or g.runs
         n = meta.get("test_images")
-        sec.figure(f"Figure 7's layout: std of layer responses (top: original order, bottom: sorted) — {title}",
-                   f"figures/fig7{g.suffix}.png", runs,
-                   f"Responses on {n} {dataset_name(g.protocol.dataset)} test images.\n\n" if n else "")
+        sec.figure(
+            f"Figure 7's layout: std of layer responses (top: original order, bottom: sorted) — {title}",
+            f"figures/fig7{g.suffix}.png",
+            runs,
+            f"Responses on {n} {dataset_name(g.protocol.dataset)} test images.\n\n" if n else "",
+        )
     elif any(r.model in ("plain20", "plain56", "resnet20", "resnet56", "resnet110") and r.complete for r in g.runs):
-        sec.note("Figure 7's layout not drawn: run `python scripts/layer_responses.py` first (it writes "
-                 f"tables/fig7_responses{g.suffix}.csv).\n")
+        sec.note(
+            "Figure 7's layout not drawn: run `python scripts/layer_responses.py` first (it writes "
+            f"tables/fig7_responses{g.suffix}.csv).\n"
+        )
     _landscape_blocks(sec, out)
 
 
@@ -249,14 +293,18 @@ def _cifar100_blocks(sec: Section, out: Path) -> None:
     df = tables.cifar100_table(g.runs)
     md = tables.cifar100_markdown(df, g.runs)
     tables.write_table(df, md, out / "tables", f"table_cifar100{g.suffix}")
-    sec.table(f"CIFAR-100, Table 6's nets (the paper has no CIFAR-100 numbers): ResNet test error (%) — {title}", md,
-              resnets or g.runs)
+    sec.table(
+        f"CIFAR-100, Table 6's nets (the paper has no CIFAR-100 numbers): ResNet test error (%) — {title}",
+        md,
+        resnets or g.runs,
+    )
     comparable = g.runs if g.protocol.follows_paper_protocol else []
     peers = tables.peers_table("cifar100", comparable)
     peers_md = tables.peers_markdown(peers, bool(comparable))
     tables.write_table(peers, peers_md, out / "tables", f"peers_cifar100{g.suffix}")
-    sec.blocks.append("### Published CIFAR-100 numbers of other repositories (their protocols; not rerun here)\n\n"
-                      + peers_md)
+    sec.blocks.append(
+        "### Published CIFAR-100 numbers of other repositories (their protocols; not rerun here)\n\n" + peers_md
+    )
     sec.n_tables += 1
 
 
@@ -265,11 +313,17 @@ def _landscape_blocks(sec: Section, out: Path) -> None:
     g = sec.group
     found = landscape.landscapes_of(g.runs)
     if path := _save(landscape.figure(found, [ls.run for ls in found.values()]), out, f"fig_landscape{g.suffix}"):
-        sec.figure(f"Loss landscape (Li et al. 2018): {', '.join(pretty(m) for m in found)} — {g.protocol.title}",
-                   path, [ls.run for ls in found.values()], landscape.describe(found))
+        sec.figure(
+            f"Loss landscape (Li et al. 2018): {', '.join(pretty(m) for m in found)} — {g.protocol.title}",
+            path,
+            [ls.run for ls in found.values()],
+            landscape.describe(found),
+        )
     elif any(r.model in ("plain56", "resnet56") and r.complete for r in g.runs):
-        sec.note("Loss landscape not drawn: run `python scripts/loss_landscape.py --run DIR` for the plain-56 and "
-                 "ResNet-56 runs first (it writes DIR/landscape/).\n")
+        sec.note(
+            "Loss landscape not drawn: run `python scripts/loss_landscape.py --run DIR` for the plain-56 and "
+            "ResNet-56 runs first (it writes DIR/landscape/).\n"
+        )
 
 
 def _seed_blocks(sec: Section, out: Path) -> None:
@@ -294,8 +348,11 @@ def _imagenet_section(sec: Section, out: Path) -> None:
     _seed_blocks(sec, out)
     wanted = {m for models, _ in curves.FIG4_PANELS for m in models}
     if path := _save(curves.figure4(g.runs), out, f"fig4{g.suffix}"):
-        sec.figure(f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}", path,
-                   [r for r in g.runs if r.model in wanted])
+        sec.figure(
+            f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}",
+            path,
+            [r for r in g.runs if r.model in wanted],
+        )
 
 
 def _peers_blocks(groups: list[Group]) -> list[str]:
@@ -305,42 +362,60 @@ def _peers_blocks(groups: list[Group]) -> list[str]:
             continue
         same = [r for g in groups if g.protocol.dataset == dataset and g.protocol.matches_paper for r in g.runs]
         df = tables.peers_table(dataset, same)
-        blocks.append(f"## Published numbers of other repositories ({dataset_name(dataset)}, their protocols)\n\n"
-                      + tables.peers_markdown(df, bool(same)))
+        blocks.append(
+            f"## Published numbers of other repositories ({dataset_name(dataset)}, their protocols)\n\n"
+            + tables.peers_markdown(df, bool(same))
+        )
     return blocks
 
 
-def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: str,
-                 experiment: str | None = None) -> tuple[str, int, int]:
+def write_report(
+    runs: list[Run], out_dir: str | Path, *, command: str, source: str, experiment: str | None = None
+) -> tuple[str, int, int]:
     """Every figure and table into out_dir/figures and out_dir/tables, then out_dir/REPORT.md (returned, with the
     numbers of figures and tables)."""
     out = Path(out_dir)
     groups, left_out = group_runs(runs, experiment)
     responses = _load_responses(out, groups)
     reported = [r for g in groups for r in g.runs]
-    parts = ["# Reproduction of He et al. 2016, Deep Residual Learning — results\n",
-             f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {source}: "
-             f"{sum(r.complete for r in reported)} complete runs of {len(reported)}.\n"]
+    parts = [
+        "# Reproduction of He et al. 2016, Deep Residual Learning — results\n",
+        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {source}: "
+        f"{sum(r.complete for r in reported)} complete runs of {len(reported)}.\n",
+    ]
     notes = []
     if left_out:
         notes.append(f"Only experiment '{experiment}' is reported; left out: {', '.join(left_out)}.")
     if len(groups) > 1:
-        notes.append(f"These records hold {len(groups)} protocols; each has its own tables and figures below "
-                     "(file names carry the protocol), never averaged together: "
-                     + "; ".join(f"{g.protocol.heading} ({len(g.runs)} runs)" for g in groups) + ".")
+        notes.append(
+            f"These records hold {len(groups)} protocols; each has its own tables and figures below "
+            "(file names carry the protocol), never averaged together: "
+            + "; ".join(f"{g.protocol.heading} ({len(g.runs)} runs)" for g in groups)
+            + "."
+        )
     for g in groups:
         p = g.protocol
         if p.dataset == "cifar100":
-            notes.append(f"{p.heading}. The paper reports no CIFAR-100 numbers, so none is compared with the paper's; "
-                         + ("the runs follow its CIFAR-10 protocol, and other repositories' published CIFAR-100 "
-                            "numbers stand beside them in a table of their own." if p.follows_paper_protocol else
-                            f"not the paper's CIFAR protocol either — {'; '.join(p.training_mismatches())}."))
+            notes.append(
+                f"{p.heading}. The paper reports no CIFAR-100 numbers, so none is compared with the paper's; "
+                + (
+                    "the runs follow its CIFAR-10 protocol, and other repositories' published CIFAR-100 "
+                    "numbers stand beside them in a table of their own."
+                    if p.follows_paper_protocol
+                    else f"not the paper's CIFAR protocol either — {'; '.join(p.training_mismatches())}."
+                )
+            )
             continue
-        notes.append(f"{p.heading}. " + ("The paper's protocol: its numbers are compared with the paper's."
-                                         if p.matches_paper else
-                                         f"Not the paper's protocol — {'; '.join(p.mismatches())}. The paper's "
-                                         "tables and figures give only the layout here; no number is compared with "
-                                         "the paper's."))
+        notes.append(
+            f"{p.heading}. "
+            + (
+                "The paper's protocol: its numbers are compared with the paper's."
+                if p.matches_paper
+                else f"Not the paper's protocol — {'; '.join(p.mismatches())}. The paper's "
+                "tables and figures give only the layout here; no number is compared with "
+                "the paper's."
+            )
+        )
     parts.append("".join(f"- {n}\n" for n in notes))
     n_tables = n_figures = 0
     for g in groups:
@@ -362,15 +437,21 @@ def write_report(runs: list[Run], out_dir: str | Path, *, command: str, source: 
     from ..engine.records import git_state
 
     commit, dirty = git_state()
-    how = [f"- figures, tables and this report: `{command}` (or `make figures`), at commit "
-           f"{(commit or '?')[:7]}{' with uncommitted changes' if dirty else ''}"]
+    how = [
+        f"- figures, tables and this report: `{command}` (or `make figures`), at commit "
+        f"{(commit or '?')[:7]}{' with uncommitted changes' if dirty else ''}"
+    ]
     for _, meta in responses.values():
-        how.append(f"- Figure 7 responses: `{meta.get('command', '?')}`"
-                   + (f" on {meta['device']}, {_wall(meta.get('wall_s'))}" if meta.get("device") else ""))
+        how.append(
+            f"- Figure 7 responses: `{meta.get('command', '?')}`"
+            + (f" on {meta['device']}, {_wall(meta.get('wall_s'))}" if meta.get("device") else "")
+        )
     for g in groups:
         for m, ls in landscape.landscapes_of(g.runs).items():
-            how.append(f"- loss landscape of {pretty(m)} seed {ls.run.seed}: `{ls.meta.get('command') or '?'}` on "
-                       f"{ls.meta.get('device', '?')}, {_wall(ls.meta.get('wall_s'))}")
+            how.append(
+                f"- loss landscape of {pretty(m)} seed {ls.run.seed}: `{ls.meta.get('command') or '?'}` on "
+                f"{ls.meta.get('device', '?')}, {_wall(ls.meta.get('wall_s'))}"
+            )
     parts.append("## How this report was made\n\n" + "\n".join(how) + "\n")
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ def layer_responses(model: nn.Module, images: torch.Tensor, batch_size: int = 50
             sums[i, 0] += o.numel()
             sums[i, 1] += o.sum().item()
             sums[i, 2] += o.square().sum().item()
+
         return f
 
     handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
@@ -43,7 +44,7 @@ def layer_responses(model: nn.Module, images: torch.Tensor, batch_size: int = 50
     try:
         device = next(model.parameters()).device
         for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size].to(device))
+            model(images[start : start + batch_size].to(device))
     finally:
         for h in handles:
             h.remove()
@@ -57,8 +58,15 @@ def responses_frame(model_name: str, seed: int, stds: np.ndarray) -> pd.DataFram
     stds = np.asarray(stds, dtype=float)
     rank = np.empty(len(stds), dtype=int)
     rank[np.argsort(-stds, kind="stable")] = np.arange(1, len(stds) + 1)
-    return pd.DataFrame({"model": model_name, "seed": seed, "layer_index": np.arange(1, len(stds) + 1),
-                         "std": stds, "rank_sorted": rank})
+    return pd.DataFrame(
+        {
+            "model": model_name,
+            "seed": seed,
+            "layer_index": np.arange(1, len(stds) + 1),
+            "std": stds,
+            "rank_sorted": rank,
+        }
+    )
 
 
 def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -71,8 +79,9 @@ def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
         order = [m for m in FIG7_MODELS if m in set(df.model)] + sorted(set(df.model) - set(FIG7_MODELS))
         for m in order:
             d = df[df.model == m]
-            style = dict(color=color(m), linestyle="--" if m.startswith("plain") else "-", linewidth=0.9,
-                         label=pretty(m))
+            style = dict(
+                color=color(m), linestyle="--" if m.startswith("plain") else "-", linewidth=0.9, label=pretty(m)
+            )
             axes[0].plot(d.layer_index, d["std"], **style)
             s = d.sort_values("rank_sorted")
             axes[1].plot(s.rank_sorted, s["std"], **style)
@@ -87,6 +96,7 @@ def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 # --- loading a trained net and its test set ---------------------------------------------------------------
+
 
 def load_trained_model(run: Run, checkpoint: str = "last.pt", device: str | torch.device = "cpu") -> nn.Module:
     """The run's net, built from its `model` config, with the weights of checkpoints/<checkpoint> (its checksum

@@ -20,8 +20,20 @@ from ..engine import records
 from ..engine.run_dir import is_live
 from .protocol import Protocol, protocol_of
 
-METRIC_KEYS = ("iter", "epoch", "lr", "train_loss", "train_err", "test_loss", "test_err",
-               "val_loss", "val_err", "test_top5_err", "img_per_s", "wall_s")
+METRIC_KEYS = (
+    "iter",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_err",
+    "test_loss",
+    "test_err",
+    "val_loss",
+    "val_err",
+    "test_top5_err",
+    "img_per_s",
+    "wall_s",
+)
 STOPPED = "stopped (no process)"  # summary.json says "running" but no process holds the run's lock
 
 
@@ -73,8 +85,11 @@ class Run:
     @property
     def experiment(self) -> str:
         exp = self.cfg("experiment")  # older configs: a string; now a Hydra config group, the name in experiment_name
-        return (self.summary.get("experiment") or self.cfg("experiment_name")
-                or (exp if isinstance(exp, str) else "default"))
+        return (
+            self.summary.get("experiment")
+            or self.cfg("experiment_name")
+            or (exp if isinstance(exp, str) else "default")
+        )
 
     @property
     def shortcut(self) -> str | None:
@@ -136,9 +151,20 @@ def load_runs(root: str | Path) -> list[Run]:
 
 def summaries_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run: its summary plus the derived fields used for grouping."""
-    rows = [{**r.summary, "model": r.model, "seed": r.seed, "status": r.status, "family": r.family,
-             "depth": r.depth, "dataset": r.dataset, "experiment": r.experiment, "path": str(r.path or "")}
-            for r in runs]
+    rows = [
+        {
+            **r.summary,
+            "model": r.model,
+            "seed": r.seed,
+            "status": r.status,
+            "family": r.family,
+            "depth": r.depth,
+            "dataset": r.dataset,
+            "experiment": r.experiment,
+            "path": str(r.path or ""),
+        }
+        for r in runs
+    ]
     return pd.DataFrame(rows)
 
 
@@ -191,8 +217,10 @@ def single_protocol(runs: list[Run]) -> Protocol | None:
     """The one protocol of `runs`; records of two protocols are an error (their errors must never be averaged)."""
     protocols = {r.protocol for r in runs}
     if len(protocols) > 1:
-        raise ValueError(f"records of {len(protocols)} protocols ({'; '.join(sorted(p.heading for p in protocols))}): "
-                         "split them with runs.group_runs; their errors are never pooled")
+        raise ValueError(
+            f"records of {len(protocols)} protocols ({'; '.join(sorted(p.heading for p in protocols))}): "
+            "split them with runs.group_runs; their errors are never pooled"
+        )
     return next(iter(protocols), None)
 
 
@@ -211,8 +239,14 @@ def incomplete_note(runs: list[Run]) -> str:
 
 # --- Weights & Biases -------------------------------------------------------------------------------------
 
-_WANDB_STATE = {"finished": "complete", "running": "running", "crashed": "failed", "failed": "failed",
-                "killed": "interrupted", "preempted": "interrupted"}
+_WANDB_STATE = {
+    "finished": "complete",
+    "running": "running",
+    "crashed": "failed",
+    "failed": "failed",
+    "killed": "interrupted",
+    "preempted": "interrupted",
+}
 
 
 def _nest(flat: dict) -> dict:
@@ -241,10 +275,36 @@ def run_from_wandb(wrun) -> Run:
         hist = hist.rename(columns={"_step": "iter"})
     hist = hist[[c for c in METRIC_KEYS if c in hist]].dropna(subset=["iter"]).sort_values("iter")
     run = Run(summary={}, config=config, metrics=hist.reset_index(drop=True), path=None)
-    summary = {k: ws[k] for k in ws if k in ("model", "family", "depth", "shortcut", "dataset", "split", "seed",
-                                              "params", "flops", "final_test_err", "best_test_err", "best_val_err",
-                                              "iters", "max_iters", "wall_s", "device", "torch", "cuda",
-                                              "git_commit", "git_dirty", "precision", "command", "eval")}
+    summary = {
+        k: ws[k]
+        for k in ws
+        if k
+        in (
+            "model",
+            "family",
+            "depth",
+            "shortcut",
+            "dataset",
+            "split",
+            "seed",
+            "params",
+            "flops",
+            "final_test_err",
+            "best_test_err",
+            "best_val_err",
+            "iters",
+            "max_iters",
+            "wall_s",
+            "device",
+            "torch",
+            "cuda",
+            "git_commit",
+            "git_dirty",
+            "precision",
+            "command",
+            "eval",
+        )
+    }
     summary.setdefault("model", run.cfg("model.name"))
     summary.setdefault("seed", run.cfg("seed", 0))
     summary.setdefault("shortcut", run.cfg("model.shortcut"))

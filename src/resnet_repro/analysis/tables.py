@@ -85,28 +85,48 @@ def table6(runs: list[Run]) -> pd.DataFrame:
         params = [r.summary["params"] for r in done + other if r.summary.get("params")]
         # like with like: our mean against the paper's mean where it gives one, else against its single number
         p_ref = p_mean if not math.isnan(p_mean) else p_err
-        rows.append({
-            "method": "ResNet", "layers": d,
-            "params_M_paper": float(p.params_M.iloc[0]) if len(p) else np.nan,
-            "params_M_ours": params[0] / 1e6 if params else np.nan,
-            "paper_err_pct": p_err, "paper_mean_pct": p_mean, "paper_std_pct": p_std, "paper_best_of": p_best_of,
-            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"],
-            "ours_best_pct": final["best"],
-            "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in sorted(done, key=lambda r: r.seed)),
-            "test_selected_mean_pct": selected["mean"], "test_selected_std_pct": selected["std"],
-            "test_selected_n": selected["n"],
-            "diff_mean_pct": final["mean"] - p_ref if comparable else np.nan,
-            "diff_best_pct": final["best"] - p_err if comparable and not math.isnan(p_best_of) else np.nan,
-            "comparable": comparable,
-            "not_comparable": protocol.not_comparable if protocol else "no runs",
-            "not_complete": "; ".join(r.label for r in other),
-        })
+        rows.append(
+            {
+                "method": "ResNet",
+                "layers": d,
+                "params_M_paper": float(p.params_M.iloc[0]) if len(p) else np.nan,
+                "params_M_ours": params[0] / 1e6 if params else np.nan,
+                "paper_err_pct": p_err,
+                "paper_mean_pct": p_mean,
+                "paper_std_pct": p_std,
+                "paper_best_of": p_best_of,
+                "n": final["n"],
+                "ours_mean_pct": final["mean"],
+                "ours_std_pct": final["std"],
+                "ours_best_pct": final["best"],
+                "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in sorted(done, key=lambda r: r.seed)),
+                "test_selected_mean_pct": selected["mean"],
+                "test_selected_std_pct": selected["std"],
+                "test_selected_n": selected["n"],
+                "diff_mean_pct": final["mean"] - p_ref if comparable else np.nan,
+                "diff_best_pct": final["best"] - p_err if comparable and not math.isnan(p_best_of) else np.nan,
+                "comparable": comparable,
+                "not_comparable": protocol.not_comparable if protocol else "no runs",
+                "not_complete": "; ".join(r.label for r in other),
+            }
+        )
     for _, p in paper[paper.method != "ResNet"].iterrows():
         p_mean, p_std = _paper_mean_std(p.note)
-        rows.append({"method": p.method, "layers": p.depth, "params_M_paper": p.params_M,
-                     "paper_err_pct": p.test_error_pct, "paper_mean_pct": p_mean, "paper_std_pct": p_std,
-                     "paper_best_of": np.nan, "n": 0, "comparable": comparable, "not_comparable": "",
-                     "not_complete": ""})
+        rows.append(
+            {
+                "method": p.method,
+                "layers": p.depth,
+                "params_M_paper": p.params_M,
+                "paper_err_pct": p.test_error_pct,
+                "paper_mean_pct": p_mean,
+                "paper_std_pct": p_std,
+                "paper_best_of": np.nan,
+                "n": 0,
+                "comparable": comparable,
+                "not_comparable": "",
+                "not_complete": "",
+            }
+        )
     df = pd.DataFrame(rows)
     df["layers"] = df["layers"].astype("Int64")
     df["dataset"] = protocol.dataset if protocol else ""
@@ -145,38 +165,73 @@ def _diff_cell(r) -> str:
 def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
     rows = []
     for _, r in df.iterrows():
-        paper = _f(r.paper_err_pct) + (f" (mean {_f(r.paper_mean_pct)} ± {_f(r.paper_std_pct)})"
-                                       if not math.isnan(r.paper_mean_pct) else "")
+        paper = _f(r.paper_err_pct) + (
+            f" (mean {_f(r.paper_mean_pct)} ± {_f(r.paper_std_pct)})" if not math.isnan(r.paper_mean_pct) else ""
+        )
         ours = _mean_std_n(r.get("ours_mean_pct"), r.get("ours_std_pct"), r.n)
-        best_of = (f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n and not math.isnan(r.paper_best_of) else "—")
-        selected = _mean_std_n(r.get("test_selected_mean_pct"), r.get("test_selected_std_pct"),
-                               r.get("test_selected_n", 0) if r.method == "ResNet" else 0)
-        rows.append([r.method, _f(r.layers, 0) if r.layers is not pd.NA else "", _f(r.params_M_paper),
-                     _f(r.get("params_M_ours", np.nan)), paper, ours, best_of, _diff_cell(r), selected])
-    text = markdown(["method", "layers", "params (M, paper)", "params (M, ours)",
-                     "paper: CIFAR-10 test error (%)", "ours: final test error (%), mean ± std (N)",
-                     "ours: best of N (%)", "ours − paper", f"ours: {TEST_SELECTED} (%)"], rows)
+        best_of = f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n and not math.isnan(r.paper_best_of) else "—"
+        selected = _mean_std_n(
+            r.get("test_selected_mean_pct"),
+            r.get("test_selected_std_pct"),
+            r.get("test_selected_n", 0) if r.method == "ResNet" else 0,
+        )
+        rows.append(
+            [
+                r.method,
+                _f(r.layers, 0) if r.layers is not pd.NA else "",
+                _f(r.params_M_paper),
+                _f(r.get("params_M_ours", np.nan)),
+                paper,
+                ours,
+                best_of,
+                _diff_cell(r),
+                selected,
+            ]
+        )
+    text = markdown(
+        [
+            "method",
+            "layers",
+            "params (M, paper)",
+            "params (M, ours)",
+            "paper: CIFAR-10 test error (%)",
+            "ours: final test error (%), mean ± std (N)",
+            "ours: best of N (%)",
+            "ours − paper",
+            f"ours: {TEST_SELECTED} (%)",
+        ],
+        rows,
+    )
     protocol = df.protocol.iloc[0] if "protocol" in df and len(df) else ""
     comparable = bool(df.comparable.iloc[0]) if "comparable" in df and len(df) else False
-    text += (f"\nOur runs: {protocol or 'none'}. Paper: CIFAR-10, 64k iterations, the full 50k training images; "
-             "ResNet-110 as best of 5 runs with mean ± std. Ours: the final test error after the last iteration, no "
-             "selection on the test set (the paper's protocol; the headline), mean ± sample std (ddof=1) over N seeds; "
-             "best of N only where the paper reports a best of 5.")
+    text += (
+        f"\nOur runs: {protocol or 'none'}. Paper: CIFAR-10, 64k iterations, the full 50k training images; "
+        "ResNet-110 as best of 5 runs with mean ± std. Ours: the final test error after the last iteration, no "
+        "selection on the test set (the paper's protocol; the headline), mean ± sample std (ddof=1) over N seeds; "
+        "best of N only where the paper reports a best of 5."
+    )
     if comparable:
-        text += (" ours − paper: our mean minus the paper's number (ResNet-110: minus its mean; and our best of N "
-                 "minus its best of 5).")
+        text += (
+            " ours − paper: our mean minus the paper's number (ResNet-110: minus its mean; and our best of N "
+            "minus its best of 5)."
+        )
     else:
-        text += (" ours − paper is left empty: these runs are not the paper's protocol, and a difference would "
-                 "compare two different experiments.")
-    text += (" The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
-             "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
-             "the paper's protocol.\n")
+        text += (
+            " ours − paper is left empty: these runs are not the paper's protocol, and a difference would "
+            "compare two different experiments."
+        )
+    text += (
+        " The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
+        "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
+        "the paper's protocol.\n"
+    )
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"
     return text
 
 
 # --- CIFAR-100: Table 6's rows without the paper's columns (the paper has no CIFAR-100 numbers) -------------------
+
 
 def cifar100_table(runs: list[Run]) -> pd.DataFrame:
     """One row per ResNet depth of Table 6 (plus depths only we ran): our final test error over seeds, its best, and
@@ -193,17 +248,39 @@ def cifar100_table(runs: list[Run]) -> pd.DataFrame:
         final = seed_stats(_pct(final_err(r) for r in done))
         selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
         params = [r.summary["params"] for r in done + other if r.summary.get("params")]
-        rows.append({
-            "method": "ResNet", "layers": d, "params_M_ours": params[0] / 1e6 if params else np.nan,
-            "n": final["n"], "ours_mean_pct": final["mean"], "ours_std_pct": final["std"],
-            "ours_best_pct": final["best"],
-            "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in done),
-            "test_selected_mean_pct": selected["mean"], "test_selected_std_pct": selected["std"],
-            "test_selected_n": selected["n"], "not_complete": "; ".join(r.label for r in other),
-        })
-    df = pd.DataFrame(rows, columns=["method", "layers", "params_M_ours", "n", "ours_mean_pct", "ours_std_pct",
-                                     "ours_best_pct", "ours_seeds_pct", "test_selected_mean_pct",
-                                     "test_selected_std_pct", "test_selected_n", "not_complete"])
+        rows.append(
+            {
+                "method": "ResNet",
+                "layers": d,
+                "params_M_ours": params[0] / 1e6 if params else np.nan,
+                "n": final["n"],
+                "ours_mean_pct": final["mean"],
+                "ours_std_pct": final["std"],
+                "ours_best_pct": final["best"],
+                "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in done),
+                "test_selected_mean_pct": selected["mean"],
+                "test_selected_std_pct": selected["std"],
+                "test_selected_n": selected["n"],
+                "not_complete": "; ".join(r.label for r in other),
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "layers",
+            "params_M_ours",
+            "n",
+            "ours_mean_pct",
+            "ours_std_pct",
+            "ours_best_pct",
+            "ours_seeds_pct",
+            "test_selected_mean_pct",
+            "test_selected_std_pct",
+            "test_selected_n",
+            "not_complete",
+        ],
+    )
     df["dataset"] = protocol.dataset if protocol else ""
     df["protocol"] = protocol.title if protocol else ""
     df["follows_paper_protocol"] = bool(protocol and protocol.follows_paper_protocol)
@@ -211,29 +288,53 @@ def cifar100_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def cifar100_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
-    rows = [[r.method, str(r.layers), _f(r.params_M_ours, 3), _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
-             f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n else "—", r.ours_seeds_pct or "—",
-             _mean_std_n(r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n)]
-            for _, r in df.iterrows()]
-    text = markdown(["method", "layers", "params (M, ours)", "ours: final test error (%), mean ± std (N)",
-                     "ours: best of N (%)", "ours: each seed (%)", f"ours: {TEST_SELECTED} (%)"], rows)
+    rows = [
+        [
+            r.method,
+            str(r.layers),
+            _f(r.params_M_ours, 3),
+            _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
+            f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n else "—",
+            r.ours_seeds_pct or "—",
+            _mean_std_n(r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n),
+        ]
+        for _, r in df.iterrows()
+    ]
+    text = markdown(
+        [
+            "method",
+            "layers",
+            "params (M, ours)",
+            "ours: final test error (%), mean ± std (N)",
+            "ours: best of N (%)",
+            "ours: each seed (%)",
+            f"ours: {TEST_SELECTED} (%)",
+        ],
+        rows,
+    )
     protocol = df.protocol.iloc[0] if len(df) else ""
     follows = bool(df.follows_paper_protocol.iloc[0]) if len(df) else False
-    text += (f"\nOur runs: {protocol or 'none'}"
-             + (" — the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, lr ÷10 at "
-                "32k and 48k, the full test set), on CIFAR-100." if follows else
-                " — not the paper's CIFAR protocol.")
-             + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
-             "Other repositories' published CIFAR-100 numbers are in a table of their own, with their protocols. "
-             "Ours: the final test error after the last iteration, no selection on the test set, mean ± sample std "
-             "(ddof=1) over N seeds. The last column is the lowest test error over each run's evaluations: it "
-             "selects on the test set, as most public CIFAR repositories report.\n")
+    text += (
+        f"\nOur runs: {protocol or 'none'}"
+        + (
+            " — the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, lr ÷10 at "
+            "32k and 48k, the full test set), on CIFAR-100."
+            if follows
+            else " — not the paper's CIFAR protocol."
+        )
+        + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
+        "Other repositories' published CIFAR-100 numbers are in a table of their own, with their protocols. "
+        "Ours: the final test error after the last iteration, no selection on the test set, mean ± sample std "
+        "(ddof=1) over N seeds. The last column is the lowest test error over each run's evaluations: it "
+        "selects on the test set, as most public CIFAR repositories report.\n"
+    )
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"
     return text
 
 
 # --- seed statistics --------------------------------------------------------------------------------------------
+
 
 def _net_order(model: str):
     kind = re.sub(r"\d", "", model)
@@ -250,26 +351,53 @@ def seeds_table(runs: list[Run]) -> pd.DataFrame:
         done = sorted(done, key=lambda r: r.seed)
         final = seed_stats(_pct(final_err(r) for r in done))
         selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
-        rows.append({"model": model, "n": final["n"], "mean_pct": final["mean"], "std_pct": final["std"],
-                     "best_pct": final["best"],
-                     "seeds": ", ".join(f"{r.seed}: {100 * final_err(r):.2f}" for r in done
-                                        if final_err(r) is not None),
-                     "test_selected_mean_pct": selected["mean"], "test_selected_n": selected["n"]})
-    return pd.DataFrame(rows, columns=["model", "n", "mean_pct", "std_pct", "best_pct", "seeds",
-                                       "test_selected_mean_pct", "test_selected_n"])
+        rows.append(
+            {
+                "model": model,
+                "n": final["n"],
+                "mean_pct": final["mean"],
+                "std_pct": final["std"],
+                "best_pct": final["best"],
+                "seeds": ", ".join(f"{r.seed}: {100 * final_err(r):.2f}" for r in done if final_err(r) is not None),
+                "test_selected_mean_pct": selected["mean"],
+                "test_selected_n": selected["n"],
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["model", "n", "mean_pct", "std_pct", "best_pct", "seeds", "test_selected_mean_pct", "test_selected_n"],
+    )
 
 
 def seeds_markdown(df: pd.DataFrame) -> str:
     from .curves import pretty
 
-    rows = [[pretty(r.model), str(r.n), _mean_std_n(r.mean_pct, r.std_pct, r.n), _f(r.best_pct), r.seeds,
-             _f(r.test_selected_mean_pct)] for _, r in df.iterrows()]
-    return markdown(["net", "N", "final test error (%), mean ± std", "best of N (%)", "each seed (seed: error %)",
-                     f"{TEST_SELECTED} (%), mean"], rows) + (
-        "\nComplete runs only. std: sample std over seeds (ddof=1); none for N = 1.\n")
+    rows = [
+        [
+            pretty(r.model),
+            str(r.n),
+            _mean_std_n(r.mean_pct, r.std_pct, r.n),
+            _f(r.best_pct),
+            r.seeds,
+            _f(r.test_selected_mean_pct),
+        ]
+        for _, r in df.iterrows()
+    ]
+    return markdown(
+        [
+            "net",
+            "N",
+            "final test error (%), mean ± std",
+            "best of N (%)",
+            "each seed (seed: error %)",
+            f"{TEST_SELECTED} (%), mean",
+        ],
+        rows,
+    ) + ("\nComplete runs only. std: sample std over seeds (ddof=1); none for N = 1.\n")
 
 
 # --- peer repositories ------------------------------------------------------------------------------------------
+
 
 def peers_table(dataset: str, comparable_runs: list[Run] | None = None) -> pd.DataFrame:
     """The peers' published numbers for `dataset` (paper/peers.csv) with their protocol, and ours chosen the same
@@ -282,8 +410,11 @@ def peers_table(dataset: str, comparable_runs: list[Run] | None = None) -> pd.Da
     for _, p in peers.iterrows():
         done = groups.get(p.model, ([], []))[0]
         pick = best_test_err_during_training if p.selection == "best on the test set" else final_err
-        ours.append(seed_stats(_pct(pick(r) for r in done)) if p.selection in ("best on the test set", "final")
-                    else seed_stats([]))
+        ours.append(
+            seed_stats(_pct(pick(r) for r in done))
+            if p.selection in ("best on the test set", "final")
+            else seed_stats([])
+        )
     peers["ours_mean_pct"] = [o["mean"] for o in ours]
     peers["ours_std_pct"] = [o["std"] for o in ours]
     peers["ours_n"] = [o["n"] for o in ours]
@@ -298,15 +429,42 @@ def peers_markdown(df: pd.DataFrame, have_comparable: bool) -> str:
         err = _f(p.test_error_pct) + (f" ± {_f(p.std_pct)}" if not math.isnan(p.std_pct) else "")
         epochs = "—" if math.isnan(p.epochs) else f"{p.epochs:.0f}"
         ours = _mean_std_n(p.ours_mean_pct, p.ours_std_pct, p.ours_n) if have_comparable else "—"
-        rows.append([p.source.replace(" README", ""), pretty(p.model), p.shortcut, err, str(p.runs), epochs,
-                     p.selection, p.protocol_note, ours])
-    text = markdown(["repository", "net", "shortcut", "their test error (%)", "runs", "epochs", "how it was chosen",
-                     "their protocol", "ours, chosen the same way (%)"], rows)
-    text += ("\nTheir numbers as published (paper/peers.csv), not rerun here. \"best on the test set\": the lowest "
-             "test error over training, i.e. the test set is used for model selection; \"final\": the net at the end.")
+        rows.append(
+            [
+                p.source.replace(" README", ""),
+                pretty(p.model),
+                p.shortcut,
+                err,
+                str(p.runs),
+                epochs,
+                p.selection,
+                p.protocol_note,
+                ours,
+            ]
+        )
+    text = markdown(
+        [
+            "repository",
+            "net",
+            "shortcut",
+            "their test error (%)",
+            "runs",
+            "epochs",
+            "how it was chosen",
+            "their protocol",
+            "ours, chosen the same way (%)",
+        ],
+        rows,
+    )
+    text += (
+        '\nTheir numbers as published (paper/peers.csv), not rerun here. "best on the test set": the lowest '
+        'test error over training, i.e. the test set is used for model selection; "final": the net at the end.'
+    )
     if not have_comparable:
-        text += (f" No run of ours is on {dataset_name(df.dataset.iloc[0]) if len(df) else 'this data set'} with the "
-                 "paper's protocol, so nothing is put beside them.")
+        text += (
+            f" No run of ours is on {dataset_name(df.dataset.iloc[0]) if len(df) else 'this data set'} with the "
+            "paper's protocol, so nothing is put beside them."
+        )
     return text + "\n"
 
 
@@ -343,14 +501,24 @@ def imagenet_tables(runs: list[Run]) -> dict[int, pd.DataFrame]:
             res = [x for r in match if r.complete and (x := _imagenet_result(r, protocols))]
             top1 = 100 * np.mean([x[0] for x in res]) if res else np.nan
             top5 = 100 * np.nanmean([x[1] for x in res]) if res and not all(np.isnan(x[1]) for x in res) else np.nan
-            rows.append({"model": p.model, "shortcut": sc or "", "paper_top1_pct": p.top1_err_pct,
-                         "paper_top5_pct": p.top5_err_pct, "ours_top1_pct": top1, "ours_top5_pct": top5,
-                         "diff_top1_pct": top1 - p.top1_err_pct if comparable else np.nan,
-                         "diff_top5_pct": top5 - p.top5_err_pct if comparable else np.nan,
-                         "n": len(res), "ours_protocol": ", ".join(sorted({x[2] for x in res})),
-                         "paper_protocol": p.test_protocol, "comparable": comparable,
-                         "not_comparable": protocol.not_comparable if protocol else "no runs",
-                         "not_complete": "; ".join(r.label for r in match if not r.complete)})
+            rows.append(
+                {
+                    "model": p.model,
+                    "shortcut": sc or "",
+                    "paper_top1_pct": p.top1_err_pct,
+                    "paper_top5_pct": p.top5_err_pct,
+                    "ours_top1_pct": top1,
+                    "ours_top5_pct": top5,
+                    "diff_top1_pct": top1 - p.top1_err_pct if comparable else np.nan,
+                    "diff_top5_pct": top5 - p.top5_err_pct if comparable else np.nan,
+                    "n": len(res),
+                    "ours_protocol": ", ".join(sorted({x[2] for x in res})),
+                    "paper_protocol": p.test_protocol,
+                    "comparable": comparable,
+                    "not_comparable": protocol.not_comparable if protocol else "no runs",
+                    "not_complete": "; ".join(r.label for r in match if not r.complete),
+                }
+            )
         df = pd.DataFrame(rows)
         df["protocol"] = protocol.title if protocol else ""
         out[t] = df
@@ -363,13 +531,38 @@ def imagenet_markdown(df: pd.DataFrame) -> str:
             return "—"
         return _f(r[col], sign=True) if r.comparable else r.not_comparable
 
-    rows = [[r.model + (f" ({r.shortcut})" if r.shortcut else ""), _f(r.paper_top1_pct), _f(r.paper_top5_pct),
-             _f(r.ours_top1_pct), _f(r.ours_top5_pct), diff(r, "diff_top1_pct"), diff(r, "diff_top5_pct"), str(r.n),
-             r.ours_protocol or "—"] for _, r in df.iterrows()]
-    text = markdown(["model", "paper top-1", "paper top-5", "ours top-1", "ours top-5", "ours − paper top-1",
-                     "ours − paper top-5", "N", "our test protocol"], rows)
-    text += (f"\nErrors in % on the ImageNet val set; paper protocol: {df.paper_protocol.iloc[0]}. Our runs: "
-             f"{df.protocol.iloc[0] or 'none'}.\n")
+    rows = [
+        [
+            r.model + (f" ({r.shortcut})" if r.shortcut else ""),
+            _f(r.paper_top1_pct),
+            _f(r.paper_top5_pct),
+            _f(r.ours_top1_pct),
+            _f(r.ours_top5_pct),
+            diff(r, "diff_top1_pct"),
+            diff(r, "diff_top5_pct"),
+            str(r.n),
+            r.ours_protocol or "—",
+        ]
+        for _, r in df.iterrows()
+    ]
+    text = markdown(
+        [
+            "model",
+            "paper top-1",
+            "paper top-5",
+            "ours top-1",
+            "ours top-5",
+            "ours − paper top-1",
+            "ours − paper top-5",
+            "N",
+            "our test protocol",
+        ],
+        rows,
+    )
+    text += (
+        f"\nErrors in % on the ImageNet val set; paper protocol: {df.paper_protocol.iloc[0]}. Our runs: "
+        f"{df.protocol.iloc[0] or 'none'}.\n"
+    )
     bad = [x for x in df.not_complete if x]
     return text + ("\nNot complete (left out): " + "; ".join(bad) + "\n" if bad else "")
 
