@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Start, stop or inspect the single-node test SLURM cluster (tests/support/slurm_cluster.py, docs/cluster.md).
 
-    python scripts/slurm_cluster.py start [--clean]   # daemons keep running after this exits
-    python scripts/slurm_cluster.py status            # exit code 0 if healthy
-    python scripts/slurm_cluster.py stop
+python scripts/slurm_cluster.py start [--clean]   # daemons keep running after this exits
+python scripts/slurm_cluster.py status            # exit code 0 if healthy
+python scripts/slurm_cluster.py stop
 """
 
 import argparse
@@ -32,15 +32,20 @@ def main(argv=None) -> int:
     if args.action == "start":
         cluster.start()
         how = "already running, reused" if cluster.reused else "started"
-        print(f"SLURM cluster {how} in {time.monotonic() - t0:.1f} s (node {cluster.node_state()}); "
-              f"logs in {cluster.log_dir}")
+        print(
+            f"SLURM cluster {how} in {time.monotonic() - t0:.1f} s (node {cluster.node_state()}); "
+            f"logs in {cluster.log_dir}"
+        )
     elif args.action == "stop":
         cluster.stop()
         print(f"SLURM cluster stopped in {time.monotonic() - t0:.1f} s")
     else:
         healthy = cluster.is_healthy()
-        print(f"SLURM cluster healthy (node {cluster.node_state()})" if healthy else
-              f"SLURM cluster not running (no live daemons recorded in {cluster.run_dir})")
+        print(
+            f"SLURM cluster healthy (node {cluster.node_state()})"
+            if healthy
+            else f"SLURM cluster not running (no live daemons recorded in {cluster.run_dir})"
+        )
         return 0 if healthy else 1
     return 0
 

@@ -8,8 +8,12 @@ import pytest
 from support.system import require_system
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,14 @@ def fake_cifar10(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
     patch_cifar10_md5(monkeypatch, md5)
     return root, md5
 
+
+@pytest.fixture
+def fake_cifar100(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
+    """A small fake CIFAR-100 (300 training, 100 test images) in tmp_path/"cifar100", in the official layout (train,
+    test, meta; fine labels), with torchvision's MD5 table patched to accept it for this test."""
+    from support.fake_data import make_fake_cifar100, patch_cifar100_md5
+
+    root = tmp_path / "cifar100"
+    md5 = make_fake_cifar100(root)
+    patch_cifar100_md5(monkeypatch, md5)
+    return root, md5

@@ -29,6 +29,7 @@ from resnet_repro.engine.distributed import DistInfo
 from resnet_repro.engine.run_dir import RunDirectory
 from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.errors import UserError
+from support.configs import resnet8_run
 from support.fake_data import CIFAR10_FOLDER, cifar10_command, write_md5_table
 from support.runs import child_env, run_command, train_command
 
@@ -37,21 +38,7 @@ USER_ERROR_EXIT = 2
 
 
 def tiny(data_root: Path | str = "/usr/share/datasets/fashion-mnist") -> list[str]:
-    return [
-        "data=fashion_mnist",
-        f"data.root={data_root}",
-        "data.limit_train=1024",
-        "data.limit_test=128",
-        "data.val_size=128",
-        "data.batch_size=32",
-        "data.eval_batch_size=128",
-        "model.name=resnet8",
-        "model.family=cifar",
-        "trainer.max_iters=20",
-        "trainer.eval_every=10",
-        "trainer.checkpoint_every=10",
-        "trainer.progress=log",
-    ]
+    return resnet8_run(data_root, limit_train=1024, max_iters=20, eval_every=10, checkpoint_every=10)
 
 
 def train(

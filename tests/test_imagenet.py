@@ -20,8 +20,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from resnet_repro.config import DataConfig, OptimConfig, ScheduleConfig
 from resnet_repro.data import build_data
-from resnet_repro.data.imagenet import (PCA_EIGVAL, PCA_EIGVEC, ImageNetData, draw_train_params, sample_seed,
-                                        train_view)
+from resnet_repro.data.imagenet import PCA_EIGVAL, PCA_EIGVEC, ImageNetData, draw_train_params, sample_seed, train_view
 from resnet_repro.engine.evaluate import EvalOptions, evaluate_protocol, predict
 from resnet_repro.engine.schedule import build_schedule
 from resnet_repro.errors import UserError
@@ -71,8 +70,18 @@ def imagenet_root(tmp_path_factory) -> Path:
 
 
 def small_cfg(root: Path, **overrides) -> DataConfig:
-    return DataConfig(**{"name": "imagenet", "root": str(root), "batch_size": 6, "eval_batch_size": 9, "num_workers": 0,
-                         "mean_images": 100, **SMALL, **overrides})
+    return DataConfig(
+        **{
+            "name": "imagenet",
+            "root": str(root),
+            "batch_size": 6,
+            "eval_batch_size": 9,
+            "num_workers": 0,
+            "mean_images": 100,
+            **SMALL,
+            **overrides,
+        }
+    )
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -93,8 +102,10 @@ def test_interface_and_cached_per_pixel_mean(imagenet_root):
     assert list(data.eval_sets) == ["test"]
 
     # The mean image: the center views (shorter side 40, 32x32 center crop) of all 18 images (mean_images > 18).
-    views = [TF.center_crop(TF.resize(load_rgb(p), [40], antialias=True), [32]).double()
-             for p in sorted((imagenet_root / "train").rglob("*.JPEG"))]
+    views = [
+        TF.center_crop(TF.resize(load_rgb(p), [40], antialias=True), [32]).double()
+        for p in sorted((imagenet_root / "train").rglob("*.JPEG"))
+    ]
     torch.testing.assert_close(data.mean, (torch.stack(views).mean(0) / 255).float(), atol=1e-6, rtol=0)
     cache = imagenet_root / "mean_image_100img_40resize_32crop.pt"
     assert cache.exists()
@@ -131,7 +142,10 @@ def test_processes_get_shards_of_the_same_global_batch(imagenet_root):
         assert torch.equal(torch.cat([s[i][0] for s in shards]), whole[i][0])
         assert torch.equal(torch.cat([s[i][1] for s in shards]), whole[i][1])
     # evaluation shards cover the val set once
-    labels = [torch.cat([lb for _, lb in build_data(small_cfg(imagenet_root), CPU, 0, r, 2).eval_batches("test")]) for r in (0, 1)]
+    labels = [
+        torch.cat([lb for _, lb in build_data(small_cfg(imagenet_root), CPU, 0, r, 2).eval_batches("test")])
+        for r in (0, 1)
+    ]
     assert sorted(torch.cat(labels).tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     with pytest.raises(UserError, match="not divisible"):
         build_data(small_cfg(imagenet_root, batch_size=5), CPU, 0, 0, 2)
@@ -170,8 +184,9 @@ def test_batch_decode_path_matches_decoding_in_the_workers(imagenet_root):
     for (a, la), (b, lb) in zip(take(default.train_batches(2), 3), take(batch_decode.train_batches(2), 3)):
         assert torch.equal(a, b) and torch.equal(la, lb)
     for view in ("center", "10crop", "full"):
-        for (a, la), (b, lb) in zip(default.view_batches("test", view), batch_decode.view_batches("test", view),
-                                    strict=True):
+        for (a, la), (b, lb) in zip(
+            default.view_batches("test", view), batch_decode.view_batches("test", view), strict=True
+        ):
             assert torch.equal(la, lb)
             for x, y in zip(a, b, strict=True):  # per image (full: whole images of different sizes)
                 assert torch.equal(x, y)
@@ -203,7 +218,11 @@ def test_ten_crop_and_multiscale_average_the_softmax_of_every_view(imagenet_root
     mean_pixel = data.mean  # 3,32,32
 
     def probs(x):  # one view, normalized by hand
-        mean = mean_pixel if x.shape[-2:] == (32, 32) else F.interpolate(mean_pixel[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        mean = (
+            mean_pixel
+            if x.shape[-2:] == (32, 32)
+            else F.interpolate(mean_pixel[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        )
         with torch.no_grad():
             return model((x.float() / 255 - mean)[None]).softmax(1)[0]
 
@@ -212,12 +231,18 @@ def test_ten_crop_and_multiscale_average_the_softmax_of_every_view(imagenet_root
         small = TF.resize(image, [40], antialias=True)
         h, w = small.shape[-2:]
         cy, cx = int(round((h - 32) / 2)), int(round((w - 32) / 2))
-        crops = [small[:, y : y + 32, x : x + 32] for y, x in ((0, 0), (0, w - 32), (h - 32, 0), (h - 32, w - 32), (cy, cx))]
+        crops = [
+            small[:, y : y + 32, x : x + 32] for y, x in ((0, 0), (0, w - 32), (h - 32, 0), (h - 32, w - 32), (cy, cx))
+        ]
         crops += [c.flip(-1) for c in crops]
-        torch.testing.assert_close(got["10crop"][i], torch.stack([probs(c) for c in crops]).mean(0), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            got["10crop"][i], torch.stack([probs(c) for c in crops]).mean(0), atol=1e-5, rtol=1e-4
+        )
         views = [v for s in (32, 44, 56) for r in [TF.resize(image, [s], antialias=True)] for v in (r, r.flip(-1))]
         assert {tuple(v.shape[-2:]) for v in views[:2]} <= {(32, 40), (40, 32)}  # whole images, not crops
-        torch.testing.assert_close(got["multiscale"][i], torch.stack([probs(v) for v in views]).mean(0), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            got["multiscale"][i], torch.stack([probs(v) for v in views]).mean(0), atol=1e-5, rtol=1e-4
+        )
 
     # the errors are those of the averaged probabilities
     labels = torch.tensor([int(p.parent.name[1:]) for p in paths])
@@ -228,9 +253,13 @@ def test_ten_crop_and_multiscale_average_the_softmax_of_every_view(imagenet_root
 
 
 def test_schedule_milestones_in_epochs():
-    schedule = build_schedule(ScheduleConfig(milestones=[30, 60], milestones_unit="epochs"), OptimConfig().lr, batches_per_epoch=10)
+    schedule = build_schedule(
+        ScheduleConfig(milestones=[30, 60], milestones_unit="epochs"), OptimConfig().lr, batches_per_epoch=10
+    )
     assert [schedule.lr(i) for i in (0, 299, 300, 599, 600)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
-    assert build_schedule(ScheduleConfig(milestones=[30]), OptimConfig().lr, batches_per_epoch=10).lr(30) == pytest.approx(0.01)
+    assert build_schedule(ScheduleConfig(milestones=[30]), OptimConfig().lr, batches_per_epoch=10).lr(
+        30
+    ) == pytest.approx(0.01)
     with pytest.raises(UserError, match="batches per epoch"):
         build_schedule(ScheduleConfig(milestones_unit="epochs"), OptimConfig().lr)
 
@@ -250,12 +279,24 @@ def test_one_experiment_per_row_of_tables_2_and_3():
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         for row in rows:
             cfg = compose("train", overrides=[f"experiment=imagenet/{row}"], return_hydra_config=True)
-            assert (cfg.data.name, cfg.data.batch_size, cfg.trainer.max_iters, cfg.schedule.kind) == ("imagenet", 256, 600000, "plateau")
+            assert (cfg.data.name, cfg.data.batch_size, cfg.trainer.max_iters, cfg.schedule.kind) == (
+                "imagenet",
+                256,
+                600000,
+                "plateau",
+            )
             assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1e-4)
-            assert (cfg.data.scale_min, cfg.data.scale_max, cfg.data.crop_size, cfg.data.normalize) == (256, 480, 224, "mean_pixel")
+            assert (cfg.data.scale_min, cfg.data.scale_max, cfg.data.crop_size, cfg.data.normalize) == (
+                256,
+                480,
+                224,
+                "mean_pixel",
+            )
             seen.add((cfg.model.name, cfg.model.shortcut if cfg.model.name.startswith("resnet") else ""))
             run_dirs.add(cfg.hydra.run.dir)
-            assert cfg.hydra.run.dir.endswith(f"{cfg.hydra.sweep.subdir}") and cfg.hydra.run.dir.startswith(cfg.hydra.sweep.dir)
+            assert cfg.hydra.run.dir.endswith(f"{cfg.hydra.sweep.subdir}") and cfg.hydra.run.dir.startswith(
+                cfg.hydra.sweep.dir
+            )
         steps = compose("train", overrides=["experiment=imagenet/resnet50", "schedule=epoch_steps"])
         assert (list(steps.schedule.milestones), steps.schedule.milestones_unit) == ([30, 60, 90], "epochs")
     assert len(run_dirs) == len(rows)  # ResNet-34 A, B, C do not share a directory
@@ -268,9 +309,20 @@ def test_one_experiment_per_row_of_tables_2_and_3():
 
 
 def train_overrides(root: Path, run_root: Path, experiment: str, **extra) -> list[str]:
-    values = {"data": "imagenet", "data.root": str(root), "data.batch_size": 6, "data.eval_batch_size": 9,
-              "data.num_workers": 1, "data.mean_images": 100, "model": "resnet18", "trainer.device": "cpu",
-              "trainer.progress": "none", "run_root": str(run_root), "experiment_name": experiment, **extra}
+    values = {
+        "data": "imagenet",
+        "data.root": str(root),
+        "data.batch_size": 6,
+        "data.eval_batch_size": 9,
+        "data.num_workers": 1,
+        "data.mean_images": 100,
+        "model": "resnet18",
+        "trainer.device": "cpu",
+        "trainer.progress": "none",
+        "run_root": str(run_root),
+        "experiment_name": experiment,
+        **extra,
+    }
     return [f"{k}={v}" for k, v in values.items()] + SMALL_OVERRIDES
 
 
@@ -278,9 +330,21 @@ def test_train_checkpoint_evaluate_and_records(imagenet_root, tmp_path):
     """Training through the trainer, then scripts/evaluate.py under the three protocols into the run's records."""
     from resnet_repro.engine.run import train
 
-    cfg = compose_train_config(train_overrides(imagenet_root, tmp_path, "tiny", **{
-        "trainer.max_iters": 4, "trainer.eval_every": 2, "trainer.checkpoint_every": 2, "schedule": "epoch_steps",
-        "schedule.milestones": "[1]", "optim.lr": 0.01}))
+    cfg = compose_train_config(
+        train_overrides(
+            imagenet_root,
+            tmp_path,
+            "tiny",
+            **{
+                "trainer.max_iters": 4,
+                "trainer.eval_every": 2,
+                "trainer.checkpoint_every": 2,
+                "schedule": "epoch_steps",
+                "schedule.milestones": "[1]",
+                "optim.lr": 0.01,
+            },
+        )
+    )
     run = tmp_path / "tiny" / "resnet18" / "seed0"
     summary = train(cfg, run)
     assert summary["status"] == "complete" and summary["dataset"] == "imagenet"
@@ -294,7 +358,8 @@ def test_train_checkpoint_evaluate_and_records(imagenet_root, tmp_path):
     evaluated = read_summary(run)
     assert evaluated["status"] == "complete" and set(evaluated["eval"]) == {"center", "10crop", "multiscale"}
     for protocol, result in evaluated["eval"].items():
-        assert 0 <= result["top5_err"] <= result["top1_err"] <= 1 and result["images"] == 9 and result["iteration"] == 4
+        assert 0 <= result["top5_err"] <= result["top1_err"] <= 1, protocol
+        assert result["images"] == 9 and result["iteration"] == 4, protocol
     assert evaluated["eval"]["multiscale"]["views_per_image"] == 6
     # The center protocol is the trainer's own evaluation view: same weights, same error.
     assert evaluated["eval"]["center"]["top1_err"] == pytest.approx(rows[-1]["test_err"])
@@ -316,16 +381,40 @@ def test_torchvision_weights_under_the_paper_protocols(imagenet_root, tmp_path):
     torch.save(reference.state_dict(), weights)
     out = tmp_path / "tv"
     evaluate = load_script("evaluate")
-    evaluate.main(["--torchvision", "resnet18", "--weights", str(weights), "--data-root", str(imagenet_root),
-                   "--data", "scale_min=40", "--data", "crop_size=32", "--scales", "32,40", "--workers", "0", "--out", str(out)])
+    evaluate.main(
+        [
+            "--torchvision",
+            "resnet18",
+            "--weights",
+            str(weights),
+            "--data-root",
+            str(imagenet_root),
+            "--data",
+            "scale_min=40",
+            "--data",
+            "crop_size=32",
+            "--scales",
+            "32,40",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     saved = json.loads((out / "resnet18.json").read_text())
     results = saved["weights"]["resnet18_weights"]["eval"]
     assert set(results) == {"center", "10crop", "multiscale"}
     assert all(r["normalize"] == "mean_std" and r["images"] == 9 for r in results.values())
 
     # the center protocol's probabilities are torchvision's model's, on torchvision-normalized center crops
-    data = ImageNetData(DataConfig(name="imagenet", root=str(imagenet_root), normalize="mean_std", eval_batch_size=9,
-                                   num_workers=0, **SMALL), CPU, seed=0, train=False)
+    data = ImageNetData(
+        DataConfig(
+            name="imagenet", root=str(imagenet_root), normalize="mean_std", eval_batch_size=9, num_workers=0, **SMALL
+        ),
+        CPU,
+        seed=0,
+        train=False,
+    )
     paths = sorted((imagenet_root / "val").rglob("*.JPEG"))
     crops = torch.stack([TF.center_crop(TF.resize(load_rgb(p), [40], antialias=True), [32]) for p in paths])
     x = TF.normalize(crops.float() / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -355,12 +444,32 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
     the two processes' halves, each half through the network on its own (its own BN statistics), the mean of the
     two halves' mean losses (DDP averages the gradients), one SGD step; BN running statistics as rank 0's (DDP
     broadcasts rank 0's buffers). Parameters, buffers and the records must agree to float tolerance. The data half is
-    exact: the processes' shards are the halves of the 1-process batch (test_processes_get_shards_of_the_same_global_batch)."""
+    exact: the processes' shards are the halves of the 1-process batch
+    (test_processes_get_shards_of_the_same_global_batch)."""
     iters = 3
-    overrides = train_overrides(imagenet_root, tmp_path, "ddp", **{
-        "data.num_workers": 0, "trainer.max_iters": iters, "trainer.eval_every": iters, "trainer.checkpoint_every": iters})
-    proc = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(REPO / "scripts" / "train.py"), *overrides], env=child_env(PYTHONPATH=str(REPO / "src")))
+    overrides = train_overrides(
+        imagenet_root,
+        tmp_path,
+        "ddp",
+        **{
+            "data.num_workers": 0,
+            "trainer.max_iters": iters,
+            "trainer.eval_every": iters,
+            "trainer.checkpoint_every": iters,
+        },
+    )
+    proc = run_command(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(REPO / "scripts" / "train.py"),
+            *overrides,
+        ],
+        env=child_env(PYTHONPATH=str(REPO / "src")),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "ddp" / "resnet18" / "seed0"
     ddp = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
@@ -393,4 +502,6 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
     row = read_metrics(run)[-1]
     assert row["train_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
     result = evaluate_protocol(model, data, "center", EvalOptions())  # one process, the same weights
-    assert row["test_err"] == pytest.approx(result["top1_err"]) and row["test_top5_err"] == pytest.approx(result["top5_err"])
+    assert row["test_err"] == pytest.approx(result["top1_err"]) and row["test_top5_err"] == pytest.approx(
+        result["top5_err"]
+    )

@@ -25,20 +25,38 @@ from resnet_repro.engine.checkpoint import TEST_KILL_ENV, load_checkpoint, save_
 from resnet_repro.errors import UserError
 from resnet_repro.io import atomic_write, remove_stale_temporaries
 from support import REPO
-from support.runs import (assert_same_tensors, child_env, logged_iterations, read_metrics, read_summary,
-                          train_command, without_timing)
+from support.runs import (
+    assert_same_tensors,
+    child_env,
+    logged_iterations,
+    read_metrics,
+    read_summary,
+    train_command,
+    without_timing,
+)
 
 MAX_ITERS, EVAL_EVERY, CHECKPOINT_EVERY = 60, 10, 7  # checkpoints at 7, 14, ..., 56 and 60: not aligned to evaluations
 
 
 def tiny_run(data_root: Path) -> list[str]:
-    return ["data=fashion_mnist", f"data.root={data_root}", "data.limit_train=2048", "data.limit_test=256",
-            "data.val_size=256", "data.batch_size=32", "data.eval_batch_size=64", "model.name=resnet8",
-            "model.family=cifar", f"trainer.max_iters={MAX_ITERS}", f"trainer.eval_every={EVAL_EVERY}",
-            f"trainer.checkpoint_every={CHECKPOINT_EVERY}", "trainer.progress=log",
-            # The paper's warm-up (ResNet-110): its state, the training errors counted since the last check, must
-            # survive the kills as well (the first check is at iteration 100, so lr stays 0.01 here).
-            "schedule=cifar_warmup"]
+    return [
+        "data=fashion_mnist",
+        f"data.root={data_root}",
+        "data.limit_train=2048",
+        "data.limit_test=256",
+        "data.val_size=256",
+        "data.batch_size=32",
+        "data.eval_batch_size=64",
+        "model.name=resnet8",
+        "model.family=cifar",
+        f"trainer.max_iters={MAX_ITERS}",
+        f"trainer.eval_every={EVAL_EVERY}",
+        f"trainer.checkpoint_every={CHECKPOINT_EVERY}",
+        "trainer.progress=log",
+        # The paper's warm-up (ResNet-110): its state, the training errors counted since the last check, must
+        # survive the kills as well (the first check is at iteration 100, so lr stays 0.01 here).
+        "schedule=cifar_warmup",
+    ]
 
 
 class Run:
@@ -55,8 +73,14 @@ class Run:
         cmd = train_command(*tiny_run(self.data_root), f"hydra.run.dir={self.dir}")
         env = child_env(WANDB_MODE="disabled", **({TEST_KILL_ENV: kill_at} if kill_at else {}))
         with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,
+            )
         return self.proc
 
     def output(self) -> str:
@@ -110,17 +134,19 @@ def load(path: Path) -> dict:
 
 
 def assert_same_run(reference: Path, resumed: Path) -> None:
-    for name in ("last.pt", "best.pt"):
+    for name in ("init.pt", "last.pt", "best.pt"):
         ref, got = load(reference / "checkpoints" / name), load(resumed / "checkpoints" / name)
-        for key in ("model", "optimizer", "schedule", "iteration", "train_sums", "warm_sums", "best", "rng", "data_state"):
+        for key in ("model", "optimizer", "schedule", "iteration", "rng", "data_state"):
             assert_same_tensors(ref[key], got[key], f"{name}:{key}")
+        for key in ("iteration", "train_sums", "warm_sums", "best"):  # the loop state but its wall_s, a timing
+            assert_same_tensors(ref["loop"][key], got["loop"][key], f"{name}:loop.{key}")
     assert load(resumed / "checkpoints" / "last.pt")["iteration"] == MAX_ITERS
     assert without_timing(read_metrics(resumed)) == without_timing(read_metrics(reference))
     assert [row["iter"] for row in read_metrics(resumed)] == list(range(EVAL_EVERY, MAX_ITERS + 1, EVAL_EVERY))
     summary = read_summary(resumed)
     assert summary["status"] == "complete" and summary["iters"] == MAX_ITERS
     assert summary["final_test_err"] == read_summary(reference)["final_test_err"]
-    leftovers = [p.name for p in (resumed / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
+    leftovers = [p.name for p in (resumed / "checkpoints").iterdir() if p.name not in ("init.pt", "last.pt", "best.pt")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
@@ -197,9 +223,13 @@ def test_a_finished_run_is_not_trained_again(reference, tmp_path, fashion_mnist_
 # ----- the pieces, in-process ----------------------------------------------------------------------------------
 def small_state(iteration: int = 3) -> dict:
     generator = torch.Generator().manual_seed(iteration)
-    return {"model": {"w": torch.randn(64, 64, generator=generator), "b": torch.zeros(64)},
-            "optimizer": {"state": {0: {"momentum_buffer": torch.ones(8)}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
-            "iteration": iteration, "best": float("inf"), "rng": {"torch": torch.get_rng_state()}}
+    return {
+        "model": {"w": torch.randn(64, 64, generator=generator), "b": torch.zeros(64)},
+        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(8)}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+        "iteration": iteration,
+        "best": float("inf"),
+        "rng": {"torch": torch.get_rng_state()},
+    }
 
 
 def test_atomic_write_never_leaves_a_half_written_file(tmp_path):

@@ -1,9 +1,9 @@
 """The set-up the README promises: one list of pins, shared by pip and conda; CI runs the README's test command."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

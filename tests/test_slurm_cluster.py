@@ -43,15 +43,21 @@ def _executor(folder: Path) -> submitit.AutoExecutor:
 
 def test_sbatch_completes_in_sacct(slurm_cluster, tmp_path):
     out = tmp_path / "out.txt"
-    job_id = subprocess.run(["sbatch", "--parsable", "-o", str(out), "--wrap", "echo hello"],
-                            check=True, capture_output=True, text=True).stdout.strip().split(";")[0]
+    job_id = (
+        subprocess.run(
+            ["sbatch", "--parsable", "-o", str(out), "--wrap", "echo hello"], check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     deadline, state = time.monotonic() + 60, ""
     while state != "COMPLETED":
         assert time.monotonic() < deadline, f"job {job_id} in state {state!r} after 60 s"
         assert state in ("", "PENDING", "RUNNING", "COMPLETING"), state
         time.sleep(0.2)
-        state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
-                               capture_output=True, text=True).stdout.strip()
+        state = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True
+        ).stdout.strip()
     assert out.read_text().strip() == "hello"
 
 
@@ -81,10 +87,23 @@ if __name__ == "__main__":
 def test_hydra_submitit_multirun(slurm_cluster, tmp_path):
     (tmp_path / "app.py").write_text(HYDRA_APP)
     proc = subprocess.run(
-        [sys.executable, "app.py", "-m", "hydra/launcher=submitit_slurm", "+x=1,2", f"+out_dir={tmp_path}",
-         f"hydra.sweep.dir={tmp_path}/multirun", "hydra.launcher.partition=debug",
-         "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "app.py",
+            "-m",
+            "hydra/launcher=submitit_slurm",
+            "+x=1,2",
+            f"+out_dir={tmp_path}",
+            f"hydra.sweep.dir={tmp_path}/multirun",
+            "hydra.launcher.partition=debug",
+            "hydra.launcher.timeout_min=5",
+            "hydra.launcher.max_num_timeout=2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "x1.txt").read_text() == "1"
     assert (tmp_path / "x2.txt").read_text() == "4"

@@ -14,31 +14,46 @@ from pathlib import Path
 import pytest
 
 from resnet_repro.engine.checkpoint import load_checkpoint
-from support import REPO
+from support import REPO, runs
 from support.configs import TINY_RUN
-from support.runs import (assert_same_tensors, child_env, logged_iterations, read_metrics, read_summary,
-                          train_command, without_timing)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 ITERS = 80
 RUN = [o for o in TINY_RUN if not o.startswith(("data.limit_train", "trainer.progress"))] + [
-    "data.limit_train=512", "model.name=resnet8", "model.family=cifar", "trainer.device=cpu", "trainer.progress=log",
-    f"trainer.max_iters={ITERS}", "trainer.eval_every=20", "trainer.checkpoint_every=40",
+    "data.limit_train=512",
+    "model.name=resnet8",
+    "model.family=cifar",
+    "trainer.device=cpu",
+    "trainer.progress=log",
+    f"trainer.max_iters={ITERS}",
+    "trainer.eval_every=20",
+    "trainer.checkpoint_every=40",
 ]
 # The test node: no GPUs, 2 CPUs. timeout_min <= 10 makes submitit count every USR2 as a time limit, hence
 # max_num_timeout=2 (docs/cluster.md, "Short time limits").
 CLUSTER = [
-    "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
-    "hydra.launcher.tasks_per_node=1", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5",
-    "hydra.launcher.max_num_timeout=2", 'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
+    "launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.timeout_min=5",
+    "hydra.launcher.max_num_timeout=2",
+    'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
 ]
 
 
 def _start(run_root: Path, data_root: Path, *overrides: str) -> subprocess.Popen:
-    cmd = train_command("-m", *CLUSTER, *RUN, f"data.root={data_root}", f"run_root={run_root}", *overrides)
-    return subprocess.Popen(cmd, cwd=REPO, env=child_env(WANDB_MODE="offline", WANDB_SILENT="true"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = runs.train_command("-m", *CLUSTER, *RUN, f"data.root={data_root}", f"run_root={run_root}", *overrides)
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=runs.child_env(WANDB_MODE="offline", WANDB_SILENT="true"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 150) -> tuple[int, str]:
@@ -73,7 +88,7 @@ def _job_id(run_root: Path, task: int, timeout: float = 60) -> str:
 def _wait_for_iteration(run_dir: Path, proc: subprocess.Popen, iteration: int = 20, timeout: float = 90) -> None:
     """Until metrics.jsonl has a row at `iteration` or later (the run is then mid-way, 80 iterations in all)."""
     deadline = time.monotonic() + timeout
-    while not any(logged >= iteration for logged in logged_iterations(run_dir)):
+    while not any(logged >= iteration for logged in runs.logged_iterations(run_dir)):
         assert proc.poll() is None, f"sweep ended before iteration {iteration}:\n{proc.communicate()[0]}"
         assert time.monotonic() < deadline, f"{run_dir} not at iteration {iteration} after {timeout} s\n{_queue()}"
         time.sleep(0.1)
@@ -81,11 +96,11 @@ def _wait_for_iteration(run_dir: Path, proc: subprocess.Popen, iteration: int = 
 
 def _assert_same_run(run_dir: Path, reference: Path) -> None:
     """Same metrics (all but timings) and bit-identical final weights as the uninterrupted reference run."""
-    assert read_summary(run_dir)["status"] == "complete"
-    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
+    assert runs.read_summary(run_dir)["status"] == "complete"
+    assert runs.without_timing(runs.read_metrics(run_dir)) == runs.without_timing(runs.read_metrics(reference))
     model = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")["model"]
     ref_model = load_checkpoint(reference / "checkpoints" / "last.pt", map_location="cpu")["model"]
-    assert_same_tensors(model, ref_model, "model")
+    runs.assert_same_tensors(model, ref_model, "model")
 
 
 def _interruption(run_dir: Path) -> int:
@@ -117,10 +132,10 @@ def reference(slurm_cluster, fashion_mnist_dir, tmp_path_factory) -> Path:
 def test_two_job_sweep_finishes_with_both_records(reference):
     for seed in (0, 1):
         run_dir = _run_dir(reference, seed)
-        summary = read_summary(run_dir)
+        summary = runs.read_summary(run_dir)
         assert summary["status"] == "complete" and summary["iters"] == ITERS and summary["seed"] == seed
         assert summary["world_size"] == 1
-        assert [row["iter"] for row in read_metrics(run_dir)] == [20, 40, 60, 80]
+        assert [row["iter"] for row in runs.read_metrics(run_dir)] == [20, 40, 60, 80]
         assert (run_dir / "checkpoints" / "last.pt").is_file()
     # One job array, one task per run.
     assert len({p.name.split("_")[0] for p in (reference / "default" / ".submitit").glob("*_[01]")}) == 1
@@ -147,14 +162,14 @@ def test_interrupted_runs_resume_with_the_same_results(reference, fashion_mnist_
     _interruption(seed0)
     _assert_same_run(seed0, _run_dir(reference, 0))
     _assert_one_wandb_run(seed0, starts=2)
-    summary1 = read_summary(seed1)
+    summary1 = runs.read_summary(seed1)
     assert summary1["status"] == "interrupted" and 20 <= summary1["iters"] < ITERS, summary1
-    wall0 = read_summary(seed0)["wall_s"]
+    wall0 = runs.read_summary(seed0)["wall_s"]
 
     code, out = _finish(_start(tmp_path, fashion_mnist_dir, "seed=0,1", "logger=wandb"))
     assert code == 0, out
     assert "is already complete; nothing to do" in (seed0 / "train.log").read_text()
-    assert read_summary(seed0)["wall_s"] == wall0  # skipped, not retrained
+    assert runs.read_summary(seed0)["wall_s"] == wall0  # skipped, not retrained
     assert _interruption(seed1) == summary1["iters"]
     _assert_same_run(seed1, _run_dir(reference, 1))
     _assert_one_wandb_run(seed1, starts=2)
@@ -183,10 +198,10 @@ def test_two_process_ddp_job_stops_together_and_resumes(slurm_cluster, fashion_m
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     code, out = _finish(sweep)
     assert code == 0, out
-    summary = read_summary(run_dir)
+    summary = runs.read_summary(run_dir)
     assert summary["status"] == "complete" and summary["world_size"] == 2 and summary["iters"] == ITERS
     assert _interruption(run_dir) % 10 == 0  # the processes agree on a stop every StopSignals.SYNC_EVERY
     logs = [(tmp_path / "default" / ".submitit" / job / f"{job}_{rank}_log.out").read_text() for rank in (0, 1)]
     stops = [re.findall(r"checkpoint written at iteration (\d+)", log) for log in logs]
     assert stops[0] and stops[0] == stops[1], stops
-    assert [row["iter"] for row in read_metrics(run_dir)] == [20, 40, 60, 80]
+    assert [row["iter"] for row in runs.read_metrics(run_dir)] == [20, 40, 60, 80]

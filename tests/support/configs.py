@@ -1,0 +1,54 @@
+"""Compose the training config the way scripts/train.py does, and the overrides of a run small enough for a test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from resnet_repro.config import register_configs
+
+from . import REPO
+
+CONFIG_DIR = REPO / "configs"
+
+# A Fashion-MNIST run small enough for a test on 2 cores: a few seconds per 50 iterations of ResNet-20.
+TINY_RUN = [
+    "data=fashion_mnist",
+    "data.limit_train=2048",
+    "data.limit_test=500",
+    "data.val_size=500",
+    "data.batch_size=32",
+    "data.eval_batch_size=500",
+    "trainer.progress=none",
+]
+
+
+def resnet8_run(
+    data_root: Path | str, *, limit_train: int, max_iters: int, eval_every: int, checkpoint_every: int
+) -> list[str]:
+    """Overrides of the training command's quickest real run: ResNet-8 (the smallest CIFAR net) on `limit_train`
+    Fashion-MNIST images from `data_root`, 128 validation and 128 test images, progress logged to train.log."""
+    values = {
+        "data": "fashion_mnist",
+        "data.root": data_root,
+        "data.limit_train": limit_train,
+        "data.limit_test": 128,
+        "data.val_size": 128,
+        "data.batch_size": 32,
+        "data.eval_batch_size": 128,
+        "model.name": "resnet8",
+        "model.family": "cifar",
+        "trainer.max_iters": max_iters,
+        "trainer.eval_every": eval_every,
+        "trainer.checkpoint_every": checkpoint_every,
+        "trainer.progress": "log",
+    }
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def compose_train_config(overrides: list[str]) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)

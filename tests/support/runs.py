@@ -1,0 +1,89 @@
+"""The repository's commands as the tests run them (in a subprocess, or a script in-process), and the records a
+training run leaves in its directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from resnet_repro.engine.checkpoint import TEST_KILL_ENV
+
+from . import REPO
+
+# The metrics that differ between two otherwise identical runs.
+TIMING_KEYS = ("wall_s", "img_per_s")
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """This process's environment for a training subprocess, with one thread per process (CPU kernels are then
+    deterministic). The kill hook, Hydra's full tracebacks and W&B's mode and key are left out: a test sets its own."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE")
+    }
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **overrides)
+    return env
+
+
+def train_command(*overrides: str) -> list[str]:
+    """argv of the training command as a user types it (run from the repository root)."""
+    return [sys.executable, "scripts/train.py", *overrides]
+
+
+def run_command(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `cmd` from the repository root to its end, with child_env() unless told, output captured as text."""
+    return subprocess.run(cmd, cwd=REPO, env=env or child_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def logged_iterations(run_dir: Path) -> list[int]:
+    """Iterations in metrics.jsonl of a run that may be writing it now: none before the file exists, and a
+    half-written last line left out."""
+    path = run_dir / "metrics.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line)["iter"] for line in text.splitlines() if line.endswith("}")]
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def assert_same_tensors(a, b, where: str) -> None:
+    """Nested dicts/lists of tensors and numbers: equal structure, bitwise-equal tensors."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    elif hasattr(a, "shape"):  # numpy arrays in the RNG state
+        assert (a == b).all(), where
+    else:
+        assert a == b, where
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module, to call its main() in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
