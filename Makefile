@@ -47,7 +47,7 @@ else
   $(error PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke)
 endif
 
-.PHONY: help venv test test-fast reproduce-cifar prepare-cifar figures demo bench model-table FORCE
+.PHONY: help venv lint test test-fast reproduce-cifar prepare-cifar figures demo bench model-table FORCE
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -60,7 +60,11 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt $(if $(filter-ou
 	echo $(sort $(INSTALLED_EXTRAS) $(call extras_in,$(EXTRAS))) > $@
 FORCE:
 
-test: venv  ## the whole test suite (about 9 minutes on 2 cores)
+lint: venv  ## ruff: the formatter's check and the linter (line limit 120; settings in pyproject.toml)
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+test: venv lint  ## lint, then the whole test suite (about 12 minutes on 2 cores)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones

@@ -25,7 +25,7 @@ def numeric_keys(node=config.TrainConfig, prefix: str = "") -> list[str]:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             keys += numeric_keys(type(default), f"{prefix}{f.name}.")
-        elif f.type in ("int", "float", "Optional[int]") and not isinstance(default, bool):
+        elif f.type in ("int", "float", "int | None") and not isinstance(default, bool):
             keys.append(prefix + f.name)
     return keys
 
@@ -63,7 +63,7 @@ def test_every_numeric_key_refuses_a_negative_value():
         ("data.val_size=0", "data.val_size=0: must be positive with data.split=paper"),
         ("data.batch_size=60000", "data.batch_size=60000 is larger than the 45000 training images"),
         ("schedule.milestones=[48000,32000]", "must be positive and increasing"),
-        ("schedule.gamma=2", "schedule.gamma=2.0: choose a factor in (0, 1]"),
+        ("schedule.gamma=0", "schedule.gamma=0.0: the lr factor must be greater than 0"),
         ("model.num_classes=5", "model.num_classes=5 does not cover the 10 classes of cifar10"),
         ("data.crop_size=300", "need data.crop_size <= data.scale_min <= data.scale_max"),
     ],

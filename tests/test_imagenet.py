@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from resnet_repro import config
 from resnet_repro.config import DataConfig, OptimConfig, ScheduleConfig
 from resnet_repro.data import build_data
 from resnet_repro.data.imagenet import PCA_EIGVAL, PCA_EIGVEC, ImageNetData, draw_train_params, sample_seed, train_view
@@ -147,8 +150,8 @@ def test_processes_get_shards_of_the_same_global_batch(imagenet_root):
         for r in (0, 1)
     ]
     assert sorted(torch.cat(labels).tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    with pytest.raises(UserError, match="not divisible"):
-        build_data(small_cfg(imagenet_root, batch_size=5), CPU, 0, 0, 2)
+    with pytest.raises(UserError, match="not divisible"):  # the config boundary refuses it before any data
+        config.load(config.TrainConfig(data=small_cfg(imagenet_root, batch_size=5)), processes=2)
 
 
 def test_scale_crop_flip_and_pca_lighting(imagenet_root):
@@ -198,10 +201,10 @@ def test_configuration_errors(imagenet_root, tmp_path):
             build_data(small_cfg(imagenet_root, gpu_decode=True), CPU, 0)
     with pytest.raises(UserError, match="train/ and val/"):
         build_data(small_cfg(tmp_path), CPU, 0)
-    with pytest.raises(UserError, match="crop_size"):
-        build_data(small_cfg(imagenet_root, crop_size=48), CPU, 0)
-    with pytest.raises(UserError, match="normalize"):
-        build_data(small_cfg(imagenet_root, normalize="zca"), CPU, 0)
+    with pytest.raises(UserError, match="crop_size"):  # checked at the config boundary
+        config.load(config.TrainConfig(data=small_cfg(imagenet_root, crop_size=48)))
+    with pytest.raises(ValidationError, match="mean_pixel, mean_std"):  # a closed choice: refused at composition
+        OmegaConf.merge(OmegaConf.structured(config.TrainConfig), {"data": {"normalize": "zca"}})
 
 
 # ----- the test protocols --------------------------------------------------------------------------------------

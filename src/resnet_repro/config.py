@@ -222,7 +222,7 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
     require(optim.lr > 0, f"optim.lr={optim.lr}: the learning rate must be greater than 0 (paper: 0.1)")
     require(0 <= optim.momentum < 1, f"optim.momentum={optim.momentum}: choose a value in [0, 1) (paper: 0.9)")
     require(not optim.nesterov or optim.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")
-    require(0 < schedule.gamma <= 1, f"schedule.gamma={schedule.gamma}: choose a factor in (0, 1] (paper: 0.1)")
+    require(schedule.gamma > 0, f"schedule.gamma={schedule.gamma}: the lr factor must be greater than 0 (paper: 0.1)")
     require(
         all(m > 0 for m in schedule.milestones) and list(schedule.milestones) == sorted(schedule.milestones),
         f"schedule.milestones={list(schedule.milestones)}: must be positive and increasing",

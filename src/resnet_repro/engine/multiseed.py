@@ -85,7 +85,7 @@ class MultiSeedTrainer:
                 while running:
                     if signals.should_stop(0):
                         for trainer in running:
-                            trainer.stop()
+                            trainer.stop(signals.received)
                         signals.hand_over(running[0].state.iteration)
                     for trainer in list(running):
                         with self.on_stream(trainer):

@@ -111,7 +111,7 @@ class Trainer:
             with signals.installed():
                 while not self.done:
                     if signals.should_stop(self.state.iteration):
-                        self.stop()
+                        self.stop(signals.received)
                         signals.hand_over(self.state.iteration)
                     self.step()
             return self.finish()
@@ -339,11 +339,11 @@ class Trainer:
         self.finite_since, self.last_good = self.state.iteration, (path, self.state.iteration)
         log.info("resumed from %s at iteration %d", path, self.state.iteration)
 
-    def stop(self) -> None:
-        """A stop signal: checkpoint at the current iteration and record the run as interrupted."""
+    def stop(self, signum: int) -> None:
+        """Stop signal `signum`: checkpoint at the current iteration and record the run as interrupted."""
         self.save()
         self.write_summary("interrupted")
-        log.info("checkpoint written at iteration %d", self.state.iteration)
+        log.info("signal %d: checkpoint written at iteration %d", signum, self.state.iteration)
         self.logger.finish({}, exit_code=1)
 
     def finish(self) -> dict[str, Any]:
