@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from resnet_repro.analysis import curves
 from resnet_repro.analysis.report import shown_path
@@ -31,6 +30,7 @@ from resnet_repro.analysis.responses import (
 )
 from resnet_repro.analysis.runs import group_runs, load_runs
 from resnet_repro.cli import exit_on_user_error
+from resnet_repro.engine.distributed import resolve_device
 
 
 @exit_on_user_error
@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", help="only runs on this data set (default: any; the runs' own test set is used)")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--experiment", help="only this experiment (default: all; one Figure 7 per protocol)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
 
     groups, _ = group_runs(load_runs(args.runs), args.experiment)
     groups = [g for g in groups if g.family == "cifar" and args.dataset in (None, g.protocol.dataset)]
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             if key not in test_sets:
                 test_sets[key] = normalized_test_set(run, data_root, run.dataset)
             images = test_sets[key]
-            model = load_trained_model(run, device=args.device)
+            model = load_trained_model(run, device=device)
             frames.append(responses_frame(model_name, run.seed, layer_responses(model, images, args.batch_size)))
             print(f"layer_responses: {model_name} seed {run.seed}: {len(frames[-1])} layers")
         df = pd.concat(frames, ignore_index=True)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "group": group.protocol.slug,
             "protocol": group.protocol.title,
             "runs": {m: shown_path(r.path) for m, r in chosen.items()},
-            "device": args.device,
+            "device": str(device),
             "wall_s": time.time() - t0,
             "test_images": len(images),
         }

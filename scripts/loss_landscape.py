@@ -11,11 +11,10 @@ import os
 import shlex
 import sys
 
-import torch
-
 from resnet_repro.analysis.landscape import Options, compute
 from resnet_repro.analysis.report import shown_path
 from resnet_repro.cli import exit_on_user_error
+from resnet_repro.engine.distributed import resolve_device
 from resnet_repro.errors import UserError
 
 
@@ -55,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=defaults.direction_seed, help="seed of the random directions")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--data-root", help="default: each run's own data.root")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--out", help="output folder (one --run only; default: <run>/landscape)")
     ap.add_argument("--force", action="store_true", help="recompute even where an up-to-date result exists")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
     if args.out and len(args.run) > 1:
         raise UserError("--out takes one --run: with several runs each result goes to <run>/landscape")
     if args.batch_size < 1:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             run,
             options,
             out_dir=args.out,
-            device=args.device,
+            device=device,
             batch_size=args.batch_size,
             data_root=args.data_root,
             command=command,
