@@ -176,7 +176,10 @@ def test_interrupted_runs_resume_with_the_same_results(reference, fashion_mnist_
 
 
 def test_failed_jobs_are_reported_with_their_logs(slurm_cluster, tmp_path):
-    code, out = _finish(_start(tmp_path, tmp_path / "nowhere", "seed=0,1"))
+    """Inside a job the error contract holds too: the data error is the job's one `error:` line, and the job does
+    not inherit the HYDRA_FULL_ERROR=1 that the submitting command sets for its own composition errors."""
+    show_env = 'hydra.launcher.setup=["export OMP_NUM_THREADS=1","echo full_error=[$HYDRA_FULL_ERROR]"]'
+    code, out = _finish(_start(tmp_path, tmp_path / "nowhere", "seed=0,1", show_env))
     assert code == 1, out
     assert "error: 2 of 2 runs failed:" in out, out
     for seed in (0, 1):
@@ -184,7 +187,9 @@ def test_failed_jobs_are_reported_with_their_logs(slurm_cluster, tmp_path):
         log = tmp_path / "default" / ".submitit" / job / f"{job}_0_log.err"
         assert f"run {_run_dir(tmp_path, seed)}: job {job} FAILED: error: Fashion-MNIST not found" in out, out
         assert f"log: {log}" in out, out
-        assert "error: Fashion-MNIST not found" in log.read_text()
+        errors = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Fashion-MNIST not found" in errors[0], log.read_text()
+        assert "full_error=[]" in log.with_suffix(".out").read_text()
     assert "Traceback" not in out, out
 
 
