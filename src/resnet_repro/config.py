@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import reduce
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -192,33 +193,33 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
         if not ok:
             raise UserError(message)
 
-    for key, value in [
-        ("data.batch_size", data.batch_size),
-        ("data.eval_batch_size", data.eval_batch_size),
-        ("data.scale_min", data.scale_min),
-        ("data.crop_size", data.crop_size),
-        ("trainer.max_iters", trainer.max_iters),
-        ("trainer.eval_every", trainer.eval_every),
-        ("trainer.checkpoint_every", trainer.checkpoint_every),
-        ("trainer.seeds_per_job", trainer.seeds_per_job),
-        ("schedule.plateau_patience", schedule.plateau_patience),
-    ]:
-        require(value > 0, f"{key}={value}: must be a positive whole number")
-    for key, value in [
-        ("data.limit_train", data.limit_train),
-        ("data.limit_test", data.limit_test),
-        ("data.num_workers", data.num_workers),
-        ("data.mean_images", data.mean_images),
-        ("seed", cfg.seed),
-    ]:
-        require(value >= 0, f"{key}={value}: must be 0 or more")
-    for key, value in [
-        ("optim.weight_decay", optim.weight_decay),
-        ("data.pca_lighting", data.pca_lighting),
-        ("schedule.plateau_threshold", schedule.plateau_threshold),
-        ("schedule.min_lr", schedule.min_lr),
-    ]:
-        require(value >= 0, f"{key}={value}: must be 0 or more")
+    def value(key: str):
+        return reduce(getattr, key.split("."), cfg)
+
+    for key in (
+        "data.batch_size",
+        "data.eval_batch_size",
+        "data.scale_min",
+        "data.crop_size",
+        "trainer.max_iters",
+        "trainer.eval_every",
+        "trainer.checkpoint_every",
+        "trainer.seeds_per_job",
+        "schedule.plateau_patience",
+    ):
+        require(value(key) > 0, f"{key}={value(key)}: must be a positive whole number")
+    for key in (
+        "data.limit_train",
+        "data.limit_test",
+        "data.num_workers",
+        "data.mean_images",
+        "seed",
+        "optim.weight_decay",
+        "data.pca_lighting",
+        "schedule.plateau_threshold",
+        "schedule.min_lr",
+    ):
+        require(value(key) >= 0, f"{key}={value(key)}: must be 0 or more")
     require(optim.lr > 0, f"optim.lr={optim.lr}: the learning rate must be greater than 0 (paper: 0.1)")
     require(0 <= optim.momentum < 1, f"optim.momentum={optim.momentum}: choose a value in [0, 1) (paper: 0.9)")
     require(not optim.nesterov or optim.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")

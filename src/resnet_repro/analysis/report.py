@@ -240,6 +240,13 @@ def _save(fig, out: Path, name: str) -> str | None:
     return f"figures/{name}.png"
 
 
+def _curves_figure(sec: Section, fig, panels, out: Path, name: str, caption: str) -> None:
+    """A training-curve figure, if drawn, with the provenance of the runs of its panels."""
+    wanted = {m for models, _ in panels for m in models}
+    if path := _save(fig, out, name):
+        sec.figure(caption, path, [r for r in sec.group.runs if r.model in wanted])
+
+
 def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
     g, title = sec.group, sec.group.protocol.title
     resnets = [r for r in g.runs if r.model.startswith("resnet")]
@@ -256,13 +263,8 @@ def _cifar_section(sec: Section, out: Path, responses: dict) -> None:
         sec.figure(f"Figure 1's layout: plain-20 vs plain-56 — {title}", path, plain)
     else:
         sec.note("Figure 1's layout not drawn: no run of plain-20 or plain-56 with this protocol.\n")
-    wanted = {m for models, _ in curves.FIG6_PANELS for m in models}
-    if path := _save(curves.figure6(g.runs), out, f"fig6{g.suffix}"):
-        sec.figure(
-            f"Figure 6's layout: training curves (dashed: training error, bold: test error) — {title}",
-            path,
-            [r for r in g.runs if r.model in wanted],
-        )
+    caption = f"Figure 6's layout: training curves (dashed: training error, bold: test error) — {title}"
+    _curves_figure(sec, curves.figure6(g.runs), curves.FIG6_PANELS, out, f"fig6{g.suffix}", caption)
     if g.suffix in responses:
         resp, meta = responses[g.suffix]
         curves.save(
@@ -346,13 +348,8 @@ def _imagenet_section(sec: Section, out: Path) -> None:
         tables.write_table(df, md, out / "tables", f"table{t}{g.suffix}")
         sec.table(f"Table {t} (the paper's rows): ImageNet val error — {title}", md, g.runs)
     _seed_blocks(sec, out)
-    wanted = {m for models, _ in curves.FIG4_PANELS for m in models}
-    if path := _save(curves.figure4(g.runs), out, f"fig4{g.suffix}"):
-        sec.figure(
-            f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}",
-            path,
-            [r for r in g.runs if r.model in wanted],
-        )
+    caption = f"Figure 4's layout: training curves (thin: training error, bold: val error) — {title}"
+    _curves_figure(sec, curves.figure4(g.runs), curves.FIG4_PANELS, out, f"fig4{g.suffix}", caption)
 
 
 def _peers_blocks(groups: list[Group]) -> list[str]:
