@@ -437,6 +437,8 @@ def test_provenance_line_flags_disagreement(tmp_path):
     assert "Flagged: runs disagree on commit, precision." in line and "Flagged: code with uncommitted changes." in line
     same = provenance(runs[:1]).line()
     assert "Flagged" not in same and "commit abc1234," in same
+    cpu_run = make_run(tmp_path / "cpu", "resnet20", 0, 0.1, summary={"device": "cpu", "cpu": "AMD EPYC, 2 threads"})
+    assert "hardware cpu (AMD EPYC, 2 threads)" in provenance([load_run(cpu_run)]).line()
 
 
 def run_script(name, *args):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from resnet_repro.config import OptimConfig, ScheduleConfig
+from resnet_repro.engine.records import git_state
 from resnet_repro.engine.run import train
 from resnet_repro.engine.schedule import build_schedule
 from resnet_repro.engine.wandb_logger import RunLogger
@@ -18,7 +19,7 @@ from support.runs import read_metrics, read_summary, run_command, train_command,
 METRIC_KEYS = set("iter epoch lr train_loss train_err test_loss test_err val_loss val_err img_per_s wall_s".split())
 SUMMARY_KEYS = set(
     "model family depth shortcut dataset split seed experiment params flops final_test_err best_test_err "
-    "best_val_err iters max_iters wall_s device torch cuda git_commit git_dirty status precision command "
+    "best_val_err iters max_iters wall_s device cpu torch cuda git_commit git_dirty status precision command "
     "world_size".split()
 )
 
@@ -69,6 +70,26 @@ def test_run_records_follow_the_schema(trained_run):
 
 
 @pytest.mark.slow
+def test_git_dirty_counts_code_changes_not_results(tmp_path):
+    """A scratch repository: an edited report under results/ leaves it clean, an edited source file does not."""
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "REPORT.md").write_text("old\n")
+    (tmp_path / "train.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "results" / "REPORT.md").write_text("new\n")
+    assert git_state(tmp_path) == (commit, False)
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)
+
+
 def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
     run_dir, _, cfg = trained_run
     cfg.trainer.max_iters = 100

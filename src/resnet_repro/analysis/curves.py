@@ -185,34 +185,14 @@ FIG6_PANELS = [
 def figure6(runs: list[Run]) -> plt.Figure | None:
     """Figure 6's layout: dashed training error, bold test error, 0-20 % (raised for nets that end above).
     Panels without runs are left out (said so under the figure); None when no panel has a run."""
-    panels, empty = _panels(runs, FIG6_PANELS)
-    if not panels:
-        return None
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(
-            1,
-            len(panels),
-            figsize=(TEXT_IN * max(len(panels), 2) / 3, 2.3),
-            sharey=True,
-            constrained_layout=True,
-            squeeze=False,
-        )
-        axes = list(axes[0])
-        for ax, (models, title) in zip(axes, panels):
-            for m in models:
-                plot_model(ax, runs, m)
-            ax.set_title(title)
-        wanted = sorted({m for models, _ in panels for m in models})
-        notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
-        return _finish(
-            fig,
-            axes,
-            runs,
-            wanted,
-            _error_ylim(runs, wanted),
-            "training curves (Figure 6's layout; dashed: training error, bold: test error)",
-            notes=notes,
-        )
+    return _panel_figure(
+        runs,
+        FIG6_PANELS,
+        figsize=lambda n: (TEXT_IN * max(n, 2) / 3, 2.3),
+        cols=(("train_err", TRAIN), ("test_err", TEST)),
+        ylim=lambda wanted: _error_ylim(runs, wanted),
+        what="training curves (Figure 6's layout; dashed: training error, bold: test error)",
+    )
 
 
 FIG4_PANELS = [(["plain18", "plain34"], "plain"), (["resnet18", "resnet34"], "ResNet")]
@@ -220,41 +200,42 @@ FIG4_PANELS = [(["plain18", "plain34"], "plain"), (["resnet18", "resnet34"], "Re
 
 def figure4(runs: list[Run]) -> plt.Figure | None:
     """Figure 4's layout: thin training error, bold validation error (center crop); plain-18/34 and ResNet-18/34."""
-    panels, empty = _panels(runs, FIG4_PANELS)
-    if not panels:
-        return None
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(
-            1,
-            len(panels),
-            figsize=(TEXT_IN * len(panels) / 2, 2.5),
-            sharey=True,
-            constrained_layout=True,
-            squeeze=False,
-        )
-        axes = list(axes[0])
-        thin = dict(linestyle="-", linewidth=0.6)
-        for ax, (models, title) in zip(axes, panels):
-            for m in models:
-                plot_model(ax, runs, m, cols=(("train_err", thin), ("test_err", TEST)))
-            ax.set_title(title)
+
+    def ylim(_wanted):  # the paper's 20-60 % range, widened when a short run sits outside it
         errs = pd.concat(
             [100 * r.metrics[c] for r in runs for c in ("train_err", "test_err") if c in r.metrics]
             or [pd.Series([20.0, 60.0])]
         )
-        # the paper's 20-60 % range, widened when a short run sits outside it
-        ylim = (min(20, 5 * (errs.min() // 5)), max(60, 5 * (errs.max() // 5 + 1)))
-        wanted = [m for models, _ in panels for m in models]
-        notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
-        return _finish(
-            fig,
-            axes,
-            runs,
-            wanted,
-            ylim,
-            "training curves (Figure 4's layout; thin: training error, bold: val error)",
-            notes=notes,
+        return (min(20, 5 * (errs.min() // 5)), max(60, 5 * (errs.max() // 5 + 1)))
+
+    return _panel_figure(
+        runs,
+        FIG4_PANELS,
+        figsize=lambda n: (TEXT_IN * n / 2, 2.5),
+        cols=(("train_err", dict(linestyle="-", linewidth=0.6)), ("test_err", TEST)),
+        ylim=ylim,
+        what="training curves (Figure 4's layout; thin: training error, bold: val error)",
+    )
+
+
+def _panel_figure(runs: list[Run], panel_defs, *, figsize, cols, ylim, what: str) -> plt.Figure | None:
+    """One panel per group of nets that has runs, the groups without runs named under the figure; None when no group
+    has a run. `figsize(n)` and `ylim(nets drawn)` size the figure and its error axis."""
+    panels, empty = _panels(runs, panel_defs)
+    if not panels:
+        return None
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=figsize(len(panels)), sharey=True, constrained_layout=True, squeeze=False
         )
+        axes = list(axes[0])
+        for ax, (models, title) in zip(axes, panels):
+            for m in models:
+                plot_model(ax, runs, m, cols=cols)
+            ax.set_title(title)
+        wanted = sorted({m for models, _ in panels for m in models})
+        notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
+        return _finish(fig, axes, runs, wanted, ylim(wanted), what, notes=notes)
 
 
 def _net_order(model: str):

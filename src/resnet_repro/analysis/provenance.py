@@ -33,8 +33,12 @@ def _runs(n: int) -> str:
 
 
 def _hardware(s: dict) -> str:
+    """The GPU's name (x processes), or "cpu (model, threads)" where the run recorded its CPU."""
     ws = s.get("world_size") or 1
-    return f"{s.get('device') or '?'}" + (f" x{ws}" if ws != 1 else "")
+    device = s.get("device") or "?"
+    if device == "cpu" and s.get("cpu"):
+        device = f"cpu ({s['cpu']})"
+    return device + (f" x{ws}" if ws != 1 else "")
 
 
 def _commit(s: dict) -> str:

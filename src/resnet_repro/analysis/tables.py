@@ -64,14 +64,20 @@ def _pct(values) -> list[float]:
     return [100 * v for v in values if v is not None]
 
 
-def table6(runs: list[Run]) -> pd.DataFrame:
-    """One row per ResNet depth of the paper (plus depths only we ran), then the paper's comparison rows."""
-    protocol = single_protocol(runs)
-    comparable = bool(protocol and protocol.matches_paper)
+def _resnet_rows(runs: list[Run]):
+    """Table 6's ResNet depths, then depths only we ran, with the paper's table and our CIFAR ResNet runs by net."""
     paper = load_table("cifar10_table6")
     groups = by_model([r for r in runs if r.family == "cifar" and r.model.startswith("resnet")])
     depths = list(paper[paper.method == "ResNet"].depth.astype(int))
     depths += sorted({int(m[6:]) for m in groups} - set(depths))
+    return paper, groups, depths
+
+
+def table6(runs: list[Run]) -> pd.DataFrame:
+    """One row per ResNet depth of the paper (plus depths only we ran), then the paper's comparison rows."""
+    protocol = single_protocol(runs)
+    comparable = bool(protocol and protocol.matches_paper)
+    paper, groups, depths = _resnet_rows(runs)
     rows = []
     for d in depths:
         p = paper[(paper.method == "ResNet") & (paper.depth == d)]
@@ -220,14 +226,7 @@ def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
             " ours − paper is left empty: these runs are not the paper's protocol, and a difference would "
             "compare two different experiments."
         )
-    text += (
-        " The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
-        "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
-        "the paper's protocol.\n"
-    )
-    if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
-        text += "\n" + note + "\n"
-    return text
+    return text + _caption_end(runs)
 
 
 # --- CIFAR-100: Table 6's rows without the paper's columns (the paper has no CIFAR-100 numbers) -------------------
@@ -237,10 +236,7 @@ def cifar100_table(runs: list[Run]) -> pd.DataFrame:
     """One row per ResNet depth of Table 6 (plus depths only we ran): our final test error over seeds, its best, and
     the test-selected error. No paper column and no difference with the paper: it reports nothing on CIFAR-100."""
     protocol = single_protocol(runs)
-    paper = load_table("cifar10_table6")
-    groups = by_model([r for r in runs if r.family == "cifar" and r.model.startswith("resnet")])
-    depths = list(paper[paper.method == "ResNet"].depth.astype(int))
-    depths += sorted({int(m[6:]) for m in groups} - set(depths))
+    _, groups, depths = _resnet_rows(runs)
     rows = []
     for d in depths:
         done, other = groups.get(f"resnet{d}", ([], []))
@@ -325,8 +321,18 @@ def cifar100_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
         + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
         "Other repositories' published CIFAR-100 numbers are in a table of their own, with their protocols. "
         "Ours: the final test error after the last iteration, no selection on the test set, mean ± sample std "
-        "(ddof=1) over N seeds. The last column is the lowest test error over each run's evaluations: it "
-        "selects on the test set, as most public CIFAR repositories report.\n"
+        "(ddof=1) over N seeds."
+    )
+    return text + _caption_end(runs)
+
+
+def _caption_end(runs: list[Run] | None) -> str:
+    """The end of both CIFAR tables' captions: what the test-selected column is, and which ResNet runs are
+    unfinished."""
+    text = (
+        " The last column is the lowest test error over each run's evaluations, averaged over seeds: it "
+        "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
+        "the paper's protocol.\n"
     )
     if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
         text += "\n" + note + "\n"

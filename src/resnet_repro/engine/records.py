@@ -34,6 +34,9 @@ RESUMABLE_KEYS = {
     "run_dir",
     "run_root",
 }
+# A hyperparameter search's Optuna study, in its sweep directory (hydra_plugins/resnet_repro_optuna): the run
+# directories below it are the search's trials.
+SEARCH_STUDY = "optuna.db"
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -127,13 +130,17 @@ def append_metrics(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """The commit of the code that runs and whether the work tree had uncommitted changes."""
-    repo = Path(__file__).resolve().parents[3]
+CHECKOUT = Path(__file__).resolve().parents[3]  # the repository this code runs from
+
+
+def git_state(repo: Path = CHECKOUT) -> tuple[str | None, bool | None]:
+    """The commit of the code that runs and whether the work tree had uncommitted changes. Changes under results/
+    do not count: the reports and figures written there are outputs (make demo rewrites tracked ones before its
+    report is made), not code. `repo`: this checkout."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=repo,
             capture_output=True,
             text=True,
@@ -144,6 +151,20 @@ def git_state() -> tuple[str | None, bool | None]:
     if commit.returncode:
         return None, None
     return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    import platform
+
+    try:
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def command_line() -> str:
@@ -192,6 +213,7 @@ def summary(
         "max_iters": cfg.trainer.max_iters,
         "wall_s": wall_s,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "world_size": world_size,
         "precision": precision,
         "torch": torch.__version__,

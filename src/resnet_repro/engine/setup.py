@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 from ..config import OptimConfig
+
+log = logging.getLogger("resnet_repro.train")
 
 
 def seed_everything(seed: int) -> None:
@@ -44,10 +47,23 @@ def set_backend_flags(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX), asked through torch's own capability query.
+    Without it bf16 autocast is emulated, many times slower than fp32 (results/bench/README.md)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """auto: bf16 autocast on GPUs that compute it, fp32 elsewhere."""
+    """auto: bf16 autocast on GPUs that compute it, fp32 elsewhere. On CPUs auto stays fp32 even where bf16 is native,
+    until the demo-sized accuracy study (README, "Speed") has been run on such a CPU; bf16 asked for on a CPU that
+    would emulate it runs, with a warning."""
     if requested == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if requested == "bf16" and device.type == "cpu" and not cpu_computes_bf16():
+        log.warning(
+            "trainer.precision=bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX) is emulated, many times "
+            "slower than fp32: use trainer.precision=auto or fp32"
+        )
     return str(requested)
 
 
