@@ -6,7 +6,7 @@ SEEDS ?= 3# seeds per network for the CIFAR sweep
 DATASET ?= cifar10# the CIFAR sweep: cifar10 (the paper) | cifar100 (the same nets and protocol, configs/experiment/cifar100/)
 PROFILE ?= paper# paper: the full 64k-iteration protocol | smoke: the same pipeline with a few iterations
 LAUNCHER ?= local# local | slurm (configs/launcher/slurm.yaml; set its keys with ARGS='hydra.launcher.partition=...') | ray (configs/launcher/ray.yaml: this machine's GPUs, or the Ray cluster of RAY_ADDRESS)
-EXTRAS ?= dev# the extras of pyproject.toml that venv installs, e.g. EXTRAS=dev,ray (LAUNCHER=ray adds ray)
+EXTRAS ?= dev# the extras of pyproject.toml that venv installs, e.g. EXTRAS=dev,ray,search (LAUNCHER=ray adds ray; search: Optuna, for hparams_search=...)
 CIFAR_ROOT ?= data/$(DATASET)
 ARGS ?=# extra Hydra overrides for the training targets, or pytest arguments for the test targets
 
@@ -47,7 +47,7 @@ else
   $(error PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke)
 endif
 
-.PHONY: help venv lint test test-fast reproduce-cifar prepare-cifar figures demo bench model-table FORCE
+.PHONY: help venv lint test test-fast reproduce-cifar prepare-cifar figures demo bench gpu-check model-table FORCE
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -84,7 +84,7 @@ figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from 
 # The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).
 DEMO_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
 DEMO_LANDSCAPE := --grid 9 --line-points 9 --images 128# plain-56 and ResNet-56: one to two minutes on 2 idle CPU cores
-demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU in under 20 minutes: the degradation problem, then its fix
+demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU (15-50 min on 2 cores, README): the degradation problem, then its fix
 	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) $(ARGS)
 	$(PY) scripts/loss_landscape.py --run results/demo/runs/demo/plain56/seed* results/demo/runs/demo/resnet56/seed* $(DEMO_LANDSCAPE)
 	$(MAKE) figures RUN_ROOT=results/demo/runs FIGURES_OUT=results/demo
@@ -131,3 +131,7 @@ evaluate-torchvision: venv  ## torchvision's released weights (TV_MODELS, TV_WEI
 
 bench: venv  ## the speed benchmark into results/bench/ (ARGS=--quick: a few minutes on a CPU; on a GPU also --cuda-graphs, --compile)
 	$(PY) scripts/bench.py $(ARGS)
+
+FASHION_MNIST ?=# gpu-check: the folder of Fashion-MNIST's four idx .gz files (default /usr/share/datasets/fashion-mnist)
+gpu-check: venv  ## every GPU measurement in one job of at most 8 min on one H100/H200 (FASHION_MNIST=dir; ARGS=--dry-run: on a CPU)
+	$(PY) scripts/gpu_check.py $(if $(FASHION_MNIST),--fashion-mnist $(FASHION_MNIST)) $(ARGS)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Figures and tables in the layout of the paper's Figures 1, 4, 6, 7 and Tables 2-4, 6 (on CIFAR-100: Table 6's
 rows without the paper's columns), seed statistics, the peers' numbers, the loss landscapes that
-scripts/loss_landscape.py computed (fig_landscape) and REPORT.md, from the run records (or a W&B project). Runs of
-different protocols (data set, schedule, split, test set) get separate, titled tables and figures."""
+scripts/loss_landscape.py computed (fig_landscape), the hyperparameter searches (their trials on the validation split,
+the best trials, the final run's command) and REPORT.md, from the run records (or a W&B project). Runs of different
+protocols (data set, schedule, split, test set) get separate, titled tables and figures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from resnet_repro.analysis.report import shown_path, write_report
 from resnet_repro.analysis.runs import find_partial_dirs, load_runs, load_wandb_runs
+from resnet_repro.analysis.search import find_searches
 from resnet_repro.cli import exit_on_user_error
 
 
@@ -24,11 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results", help="writes OUT/figures, OUT/tables, OUT/REPORT.md")
     ap.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead of --runs")
     ap.add_argument("--experiment", help="report only this experiment (default: all, one section per protocol)")
+    ap.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also report the hyperparameter search in DIR, its sweep directory (those under --runs are found)",
+    )
     args = ap.parse_args(argv)
 
     runs = load_wandb_runs(args.wandb) if args.wandb else load_runs(args.runs)
     source = f"W&B project {args.wandb}" if args.wandb else f"run records under {shown_path(args.runs)}"
-    if not runs:
+    searches = sorted({*([] if args.wandb else find_searches(args.runs)), *map(Path, args.search)})
+    if not runs and not searches:
         partial = [] if args.wandb else find_partial_dirs(args.runs)
         what = (
             f"{len(partial)} run directories without summary.json (e.g. {partial[0]})"
@@ -46,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
     )
-    _, n_figures, n_tables = write_report(runs, out, command=command, source=source, experiment=args.experiment)
+    _, n_figures, n_tables = write_report(
+        runs, out, command=command, source=source, experiment=args.experiment, searches=searches
+    )
     print(f"make_figures: {n_figures} figures, {n_tables} tables, report in {out / 'REPORT.md'}")
     return 0
 

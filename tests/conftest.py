@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from support import FASHION_MNIST_DIR
 from support.system import require_system
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -31,9 +31,14 @@ def slurm_cluster():
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
-    """Folder with the 4 Fashion-MNIST idx .gz files (Debian package dataset-fashion-mnist)."""
+    """Folder with the 4 Fashion-MNIST idx .gz files (Debian package dataset-fashion-mnist, or the folder named by
+    RESNET_REPRO_FASHION_MNIST)."""
     present = all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_MNIST_FILES)
-    require_system(present, "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    require_system(
+        present,
+        f"Fashion-MNIST not in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist, or name a folder with its "
+        f"four idx .gz files in RESNET_REPRO_FASHION_MNIST",
+    )
     return FASHION_MNIST_DIR
 
 

@@ -1,5 +1,6 @@
-"""The benchmark writes its documented report, runs what it says it skips when asked by name, and feeds ours data
-made in memory through the data module's public constructor."""
+"""The benchmark writes its documented report, runs what it says it skips when asked by name, feeds ours data made
+in memory through the data module's public constructor, times the whole command as real processes, and
+extrapolates a protocol segment from its records."""
 
 import dataclasses
 import json
@@ -8,8 +9,9 @@ import pytest
 import torch
 
 from resnet_repro.bench import main
-from resnet_repro.bench.cases import bench_data_path, peak_memory_skip_reason
+from resnet_repro.bench.cases import bench_data_path, extrapolate_protocol, peak_memory_skip_reason
 from resnet_repro.bench.cli import make_settings, parse_args
+from resnet_repro.bench.harness import Result
 from resnet_repro.bench.inputs import cifar_arrays, image_data
 from resnet_repro.bench.ours import train_config
 from resnet_repro.data.small_images import DeviceImageData
@@ -76,3 +78,46 @@ def test_data_path_builds_ours_from_in_memory_arrays(tmp_path):
     assert result.name == "cifar_data_path" and result.unit == "img/s"
     assert result.baseline > 0 and result.ours > 0 and result.ratio == pytest.approx(result.ours / result.baseline)
     assert result.details["data"].startswith("synthetic") and result.details["batches_ours"] == 40
+
+
+def test_a_time_row_has_its_ratio_the_right_way_up():
+    """Seconds: baseline / ours (above 1 when ours is faster), as for the rates; errors in % have no ratio."""
+    assert Result("x", "s", 30.0, 20.0).ratio == pytest.approx(1.5)
+    assert Result("x", "it/s", 2.0, 3.0).ratio == pytest.approx(1.5)
+    assert Result("x", "MiB", 200.0, 100.0).ratio == pytest.approx(0.5)
+    assert Result("x", "%", 13.0, 13.5).ratio is None
+
+
+@pytest.mark.slow
+def test_whole_command_times_both_commands_as_processes(tmp_path):
+    """--tiny: both commands run as processes of their own on a generated CIFAR-10 in the official format (read by
+    torchvision, checksums included), 3 iterations and one evaluation of the 128 test images each; the row's
+    samples are their wall times, and ours is longer than the training loop its own records give."""
+    out = tmp_path / "bench.json"
+    args = ["--tiny", "--device", "cpu", "--threads", "1", "--cifar-root", str(tmp_path / "no-cifar"), "--out"]
+    report = main([*args, str(out), "--only", "whole_command_resnet20"])
+    (row,) = report["results"]
+    assert row["name"] == "whole_command_resnet20" and row["unit"] == "s"
+    rounds, samples = row["details"]["rounds"], row["details"]["samples"]
+    assert [r["wall_s"] for r in rounds["ours"]] == samples["ours"] == [row["ours"]]
+    assert [r["wall_s"] for r in rounds["baseline"]] == samples["baseline"] == [row["baseline"]]
+    assert rounds["ours"][0]["wall_s"] > rounds["ours"][0]["loop_s"] > 0
+    assert rounds["baseline"][0]["iters"] == 3 and rounds["baseline"][0]["test_images"] == 128
+    assert row["ratio"] == pytest.approx(row["baseline"] / row["ours"])
+    assert "data.root=<generated CIFAR-10>" in row["details"]["ours_command"]  # no temporary path in the records
+    assert "| whole_command_resnet20 | s |" in out.with_suffix(".md").read_text()
+
+
+def test_a_protocol_segment_is_extrapolated_from_its_records():
+    """Windows of 500 iterations at batch 128: the first 10 s (warm-up), then 5 s each; 1 s per evaluation; the
+    final checkpoint 2 s. 64k iterations: 10 + 63,500 x 0.01 + 64 evaluations x 1 + 32 checkpoints x 2."""
+    cfg = train_config(parse_settings(["--device", "cpu"]), "resnet20", eval_every=1000, checkpoint_every=2000)
+    rows = [
+        {"iter": 500, "img_per_s": 500 * 128 / 10, "wall_s": 11.0},
+        {"iter": 1000, "img_per_s": 500 * 128 / 5, "wall_s": 17.0},
+    ]
+    summary = {"wall_s": 19.0, "iters": 1000, "status": "complete"}
+    result = extrapolate_protocol(rows, summary, cfg)
+    assert result["steady_s_per_iter"] == pytest.approx(0.01) and result["eval_s"] == pytest.approx(1.0)
+    assert result["extrapolated_64k_s"] == pytest.approx(10 + 63_500 * 0.01 + 64 * 1 + 32 * 2)
+    assert result["extrapolation"].startswith("EXTRAPOLATED from 1,000 measured iterations")

@@ -1,14 +1,25 @@
-"""The CIFAR data path: augmentation statistics, mean subtraction, the 45k/5k split, Fashion-MNIST loading."""
+"""The CIFAR data path: augmentation statistics, mean subtraction, the 45k/5k split, Fashion-MNIST loading, CIFAR's
+decoded copy."""
 
 import gzip
+import os
 
 import pytest
 import torch
 
 from resnet_repro.config import DataConfig
+from resnet_repro.data import small_images
 from resnet_repro.data.augment import PAD, CropFlipImages, normalize, random_crop_flip_params
-from resnet_repro.data.small_images import DeviceImageData, ImageArrays, load_fashion_mnist, paper_split
+from resnet_repro.data.small_images import (
+    DeviceImageData,
+    ImageArrays,
+    load_cifar,
+    load_fashion_mnist,
+    paper_split,
+    pixel_mean,
+)
 from resnet_repro.errors import UserError
+from support.fake_data import CIFAR10_FOLDER
 
 # Chi-square critical value for 80 degrees of freedom at p = 0.001 (tables; scipy.stats.chi2.ppf(0.999, 80)).
 CHI2_80_DOF_P001 = 124.84
@@ -128,3 +139,54 @@ def test_truncated_fashion_mnist_file_is_a_one_line_error(tmp_path, fashion_mnis
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(UserError, match="missing t10k-labels"):
         load_fashion_mnist(tmp_path, train=False)
+
+
+def test_pixel_mean_is_the_double_mean_bit_for_bit():
+    """Summed as integers (numpy), the mean is images.double().mean(0) / 255 exactly, on CIFAR's and a remainder's
+    sizes."""
+    for n in (50_000, 4_999):
+        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+        assert torch.equal(pixel_mean(images), (images.double().mean(0) / 255).float())
+
+
+def age(folder, seconds: float = 3600) -> None:
+    """Set the files' modification times `seconds` into the past (a data set unpacked long before the run)."""
+    for path in folder.iterdir():
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_cifar_is_read_from_its_decoded_copy_while_the_files_are_unchanged(fake_cifar10, monkeypatch):
+    """The first load decodes through torchvision (checksums) and keeps a decoded copy; the next reads the copy
+    without torchvision; a file changed since (a flipped byte) is decoded and checked again, and fails the check."""
+    root, _ = fake_cifar10
+    folder = root / CIFAR10_FOLDER
+    age(folder)
+    first = load_cifar("cifar10", root, train=True)
+    assert (folder / "decoded-v1-train.npz").exists() and not (folder / "decoded-v1-test.npz").exists()
+
+    def no_torchvision(*args):
+        raise AssertionError("decoded through torchvision")
+
+    with monkeypatch.context() as m:
+        m.setattr(small_images, "decode_cifar", no_torchvision)
+        again = load_cifar("cifar10", root, train=True)
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert again.images.dtype == torch.uint8 and again.images.shape == (250, 3, 32, 32)
+
+    data = bytearray((folder / "data_batch_2").read_bytes())
+    data[5000] ^= 0xFF
+    (folder / "data_batch_2").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="cifar10 not found or corrupted"):
+        load_cifar("cifar10", root, train=True)
+
+
+def test_a_decoded_copy_of_just_modified_files_is_not_trusted(fake_cifar10, monkeypatch):
+    """Files modified within two seconds of the copy (a modification the file times may not show): decoded again."""
+    root, _ = fake_cifar10
+    load_cifar("cifar10", root, train=False)  # the fixture has just written the files
+    calls = []
+    decode = small_images.decode_cifar
+    monkeypatch.setattr(small_images, "decode_cifar", lambda *args: calls.append(args) or decode(*args))
+    load_cifar("cifar10", root, train=False)
+    assert len(calls) == 1

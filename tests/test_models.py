@@ -263,3 +263,27 @@ def test_response_layers_in_forward_order_and_unmodified(name):
     num_shortcut_bns = 9 if name == "resnet20" else 0  # one projection BN per block with option C
     assert len(seen) == len(layers) + num_shortcut_bns
     assert all(torch.equal(ref, copy) for ref, copy in outputs.values())
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("plain20", {}),
+        ("resnet20", {}),
+        ("resnet56", {"shortcut": "B"}),
+        ("resnet32", {"shortcut": "C"}),
+        ("resnet1202", {}),
+        ("resnet18", {}),
+        ("resnet34", {"shortcut": "C"}),
+        ("resnet152", {"stride_in_1x1": False}),
+    ],
+)
+def test_flops_are_torchs_flop_counter_halved(name, options):
+    """count_flops (forward hooks on convolutions and the FC) gives torch.utils.flop_counter's count in
+    multiply-adds, on the CIFAR nets with every shortcut and on ImageNet's bottlenecks in both placements."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = meta_model(name, **options).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros((1, *model.input_size), device="meta"))
+    assert model.flops() == counter.get_total_flops() // 2

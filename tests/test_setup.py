@@ -25,7 +25,7 @@ def test_environment_yml_pins_equal_the_constraints_file():
 
 def test_every_dependency_is_pinned():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    deps = project["dependencies"] + [dep for extra in project["optional-dependencies"].values() for dep in extra]
     names = {re.split(r"[<>=\[ ;]", dep)[0].lower() for dep in deps}
     assert names <= set(constraint_pins()), names - set(constraint_pins())
 

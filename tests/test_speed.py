@@ -216,6 +216,26 @@ def test_a_signal_stops_every_seed_of_a_job_with_a_checkpoint(tmp_path, fashion_
     assert [(s["status"], s["iters"]) for s in resumed["lanes"]] == [("complete", 20)] * 3
 
 
+def test_cpu_evaluation_in_chunks_gives_the_same_metrics(tmp_path, fashion_mnist_dir, monkeypatch):
+    """On a CPU an evaluation runs 128 images per forward pass (Trainer.eval_logits, for the caches): its metrics are
+    bitwise those of one forward pass per evaluation batch of 500 (validation and test, 500 images each)."""
+    from resnet_repro.engine import trainer as trainer_module
+
+    overrides = [
+        *SMALL_RUN,
+        "data.limit_test=500",
+        "data.eval_batch_size=500",
+        "trainer.max_iters=4",
+        "trainer.eval_every=2",
+        "trainer.checkpoint_every=4",
+    ]
+    train(compose_train_config(overrides), tmp_path / "chunks" / "seed0")
+    monkeypatch.setattr(trainer_module, "CPU_EVAL_CHUNK", 10**9)
+    train(compose_train_config(overrides), tmp_path / "whole" / "seed0")
+    chunks, whole = (without_timing(read_rows(tmp_path / kind / "seed0")) for kind in ("chunks", "whole"))
+    assert len(chunks) == 2 and "val_loss" in chunks[0] and chunks == whole
+
+
 def test_lane_directories():
     assert lane_dirs(Path("r/resnet20/seed3"), 3, [3, 4, 5]) == [
         Path("r/resnet20/seed3"),

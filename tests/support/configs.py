@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -9,13 +10,14 @@ from omegaconf import DictConfig
 
 from resnet_repro.config import register_configs
 
-from . import REPO
+from . import FASHION_MNIST_DIR, FASHION_MNIST_ENV, REPO
 
 CONFIG_DIR = REPO / "configs"
 
 # A Fashion-MNIST run small enough for a test on 2 cores: a few seconds per 50 iterations of ResNet-20.
 TINY_RUN = [
     "data=fashion_mnist",
+    *([f"data.root={FASHION_MNIST_DIR}"] if os.environ.get(FASHION_MNIST_ENV) else []),  # else configs/data's
     "data.limit_train=2048",
     "data.limit_test=500",
     "data.val_size=500",

@@ -20,6 +20,7 @@ from .protocol import dataset_name
 from .provenance import provenance
 from .responses import figure7
 from .runs import Group, Run, group_runs
+from .search import search_blocks
 
 CIFAR_PROTOCOL = {  # key: (paper value, what the paper says)
     "data.name": ("cifar10", "CIFAR-10"),
@@ -367,10 +368,16 @@ def _peers_blocks(groups: list[Group]) -> list[str]:
 
 
 def write_report(
-    runs: list[Run], out_dir: str | Path, *, command: str, source: str, experiment: str | None = None
+    runs: list[Run],
+    out_dir: str | Path,
+    *,
+    command: str,
+    source: str,
+    experiment: str | None = None,
+    searches: list[Path] | None = None,
 ) -> tuple[str, int, int]:
     """Every figure and table into out_dir/figures and out_dir/tables, then out_dir/REPORT.md (returned, with the
-    numbers of figures and tables)."""
+    numbers of figures and tables); `searches`: the folders of hyperparameter searches (analysis/search.py)."""
     out = Path(out_dir)
     groups, left_out = group_runs(runs, experiment)
     responses = _load_responses(out, groups)
@@ -427,6 +434,9 @@ def write_report(
         sec.note("### Deviations from the paper's protocol\n\n" + deviations_section(g.runs))
         parts.append(f"## {g.protocol.heading}\n\n" + "\n".join(sec.blocks))
         n_tables, n_figures = n_tables + sec.n_tables, n_figures + sec.n_figures
+    blocks, found_figures, found_tables = search_blocks(searches or [], out, runs)
+    parts += blocks
+    n_figures, n_tables = n_figures + found_figures, n_tables + found_tables
     if (out / "tables" / "architectures.md").exists():
         parts.append("## Table 1 (architectures, FLOPs)\n\nSee [tables/architectures.md](tables/architectures.md).\n")
     parts += _peers_blocks(groups)

@@ -118,8 +118,10 @@ class Run:
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
-    """Every directory under root holding a summary.json."""
-    return sorted(p.parent for p in Path(root).rglob("summary.json"))
+    """Every directory under root holding a summary.json, except the trials of a hyperparameter search (below a
+    folder holding its study: analysis/search.py reports them, never as seeds of one protocol)."""
+    searches = {p.parent for p in Path(root).rglob(records.SEARCH_STUDY)}
+    return sorted(p.parent for p in Path(root).rglob("summary.json") if not searches.intersection(p.parents))
 
 
 def find_partial_dirs(root: str | Path) -> list[Path]:

@@ -7,6 +7,14 @@
 - trainer_end_to_end_resnet20: iterations/s of our training loop (engine/trainer.py, as `train()` runs it) against a
   plain loop written the way common CIFAR ResNet repositories write it (DataLoader, eager fp32, `.item()` every
   step), 200 iterations each after a warm-up.
+- whole_command_resnet20: wall time of the whole command, from the shell to its exit, of
+  `python scripts/train.py model=resnet20 trainer.max_iters=300 data.split=full` (start-up, data loading, 300
+  iterations, one evaluation on the whole test set, the run's records) against a typical CIFAR repository's script
+  doing the same 300 iterations and test evaluation (typical_cifar_train.py: torchvision's CIFAR10, a DataLoader
+  with per-sample PIL transforms and as many workers as ours has threads, eager fp32, `.item()` every step). Both
+  are real processes, alternated; the ratio is baseline time / ours, above 1 when ours is faster. Data: CIFAR-10
+  under --cifar-root, or else a generated CIFAR-10 of the real size in the official pickle format, read through
+  torchvision by both (cifar_files.py).
 - train_step_<model>: one SGD step on a fixed batch: eager fp32 (contiguous, default SGD) against the trainer's step
   with its defaults on this device (bf16 autocast on a GPU, channels_last, optim.impl=auto: fused SGD), plus
   --compile / --cuda-graphs. On a GPU also the achieved TFLOP/s against the GPU's dense bf16 peak, and the
@@ -18,6 +26,10 @@
   workers (libjpeg-turbo) against data.gpu_decode=true (nvJPEG on whole batches), the same workers either way; on
   --imagenet-root, or else on a folder of synthetic 500x375 JPEGs made for the run.
 - paper_protocol_<model> (with --protocol): wall time of the whole paper protocol, against the issue's targets.
+  With --protocol-iters below 64k (a segment) or --protocol-budget-s (a run stopped at the first evaluation after
+  the budget) the 64k-iteration time is extrapolated from the records of the measured part and labelled so.
+- precision_accuracy (only when named with --only, and in make gpu-check): bf16 against fp32 on Fashion-MNIST with
+  the demo's schedule (accuracy.py): mean and std over seeds of the final training and test errors per net.
 
 Without CIFAR-10 under --cifar-root the data is random uint8 images of CIFAR's shape and size, made in memory and
 handed to the data module's constructor (throughput does not depend on the pixels); the JSON says which.
@@ -27,6 +39,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,9 +52,18 @@ import torch
 from ..config import DataConfig, Dataset, Normalize, OptimConfig
 from ..engine.setup import build_optimizer
 from ..models import build_model
+from .accuracy import precision_accuracy
 from .baselines import eager_fp32_step, reference_loop, usual_dataset, usual_loader
+from .cifar_files import cifar10_python, make_fake_cifar10, write_md5_table
 from .harness import BATCH, PAPER_ITERS, ROOT, Result, Settings, interleaved, steps_per_s, sync
-from .inputs import CIFAR_SIZES, cifar_arrays, describe_data, image_data, loader_throughput, synthetic_jpeg_folder
+from .inputs import (
+    cifar_arrays,
+    cifar_available,
+    describe_data,
+    image_data,
+    loader_throughput,
+    synthetic_jpeg_folder,
+)
 from .ours import experiment_config, fit, train_config, trainer_step
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name.
@@ -80,7 +102,7 @@ def with_fraction_of_peak(details: dict, settings: Settings) -> dict:
 
 
 # ----- cifar_data_path ---------------------------------------------------------------------------------------------
-def bench_data_path(settings: Settings, synthetic_size: tuple[int, int] = CIFAR_SIZES) -> Result:
+def bench_data_path(settings: Settings, synthetic_size: tuple[int, int] | None = None) -> Result:
     device, n = settings.device, settings.data_batches
     # Ours times 20x as many batches: 100 of them take a few hundredths of a second, a window in which one
     # stall of the machine (the baseline's workers exiting, the VM's memory housekeeping) would decide the result.
@@ -182,6 +204,99 @@ def bench_end_to_end(settings: Settings) -> Result:
             "data": describe_data(settings),
             "projected_64k_s_ours": PAPER_ITERS / o,
             "projected_64k_s_baseline": PAPER_ITERS / b,
+        },
+    )
+
+
+# ----- whole_command_resnet20 --------------------------------------------------------------------------------------
+TYPICAL_SCRIPT = Path(__file__).with_name("typical_cifar_train.py")
+
+
+def cifar_for_commands(settings: Settings, tmp: Path) -> tuple[str, list[str], str]:
+    """(data root, the argv that starts a Python script on it, what the data is): CIFAR-10 from --cifar-root when it
+    is there, else a generated CIFAR-10 of settings.synthetic_sizes written to `tmp`, whose MD5 table each process
+    hands to torchvision before its script runs (the same few lines for both commands)."""
+    if cifar_available(settings.cifar_root):
+        return settings.cifar_root, [sys.executable], describe_data(settings)
+    n_train, n_test = settings.synthetic_sizes
+    md5 = make_fake_cifar10(tmp / "cifar10", n_train, n_test)
+    what = (
+        f"generated: {n_train:,} training and {n_test:,} test images of random pixels in CIFAR-10's pickle format "
+        f"(CIFAR-10 is not in {settings.cifar_root}), read through torchvision by both commands"
+    )
+    return str(tmp / "cifar10"), cifar10_python(write_md5_table(tmp / "md5.json", md5)), what
+
+
+def timed_process(argv: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
+    """Seconds from starting `argv` to its exit, and its stdout; a failure raises with the end of its stderr."""
+    t = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{proc.stderr[-3000:]}")
+    return seconds, proc.stdout
+
+
+def bench_whole_command(settings: Settings) -> Result:
+    iters, device = settings.whole_command_iters, settings.device
+    # Both processes get the same thread count; the baseline's DataLoader as many workers as ours has threads.
+    env = {**os.environ, "OMP_NUM_THREADS": str(settings.threads)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    rounds: dict[str, list[dict]] = {"baseline": [], "ours": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root, python, data = cifar_for_commands(settings, tmp)
+        shown_root = root if root == settings.cifar_root else "<generated CIFAR-10>"
+        ours_args = [
+            "scripts/train.py",
+            "model=resnet20",
+            f"trainer.max_iters={iters}",
+            "data.split=full",  # one evaluation, on the test set, as the baseline's (split=paper adds a validation)
+            f"data.root={root}",
+            f"trainer.device={device.type}",
+        ]
+        baseline_args = [str(TYPICAL_SCRIPT), "--root", root, "--iters", str(iters), "--workers", str(settings.workers)]
+        baseline_args += ["--device", device.type]
+
+        def ours() -> float:
+            run_dir = tmp / f"ours{len(rounds['ours'])}"
+            seconds, _ = timed_process([*python, *ours_args, f"hydra.run.dir={run_dir}"], env, "our command")
+            summary = json.loads((run_dir / "summary.json").read_text())
+            if summary["status"] != "complete" or summary["iters"] != iters:
+                raise RuntimeError(f"our command stopped at iteration {summary['iters']} ({summary['status']})")
+            # The summary's wall_s is the training loop's (from the first iteration to the end): the rest is start-up.
+            rounds["ours"].append(
+                {"wall_s": seconds, "loop_s": summary["wall_s"], "test_err": summary["final_test_err"]}
+            )
+            return seconds
+
+        def baseline() -> float:
+            seconds, out = timed_process([*python, *baseline_args], env, "the typical script")
+            done = json.loads(out.strip().splitlines()[-1])
+            if done["iters"] != iters:
+                raise RuntimeError(f"the typical script stopped at iteration {done['iters']}")
+            rounds["baseline"].append({"wall_s": seconds, **done})
+            return seconds
+
+        b, o, info = interleaved(baseline, ours, settings.rounds)
+    return Result(
+        "whole_command_resnet20",
+        "s",
+        b,
+        o,
+        details={
+            **info,
+            "iters": iters,
+            "batch": BATCH,
+            "workers_baseline": settings.workers,
+            "threads": settings.threads,
+            "rounds": rounds,
+            # With the data folder named, not its temporary path (the records stay free of machine paths).
+            "ours_command": "python scripts/train.py " + " ".join(ours_args[1:]).replace(root, shown_root),
+            "baseline_command": f"python {TYPICAL_SCRIPT.relative_to(ROOT)} "
+            + " ".join(baseline_args[1:]).replace(root, shown_root),
+            "data": data,
+            "ratio_means": "baseline seconds / ours seconds: above 1 when our command finishes sooner",
         },
     )
 
@@ -381,7 +496,8 @@ def bench_imagenet_decode(settings: Settings) -> Result:
         return Result(name, "img/s", None, None, details={"skipped": "GPU only: data.gpu_decode decodes on a CUDA GPU"})
     batch, batches = 256, max(settings.data_batches // 5, 4)
     with tempfile.TemporaryDirectory() as tmp:
-        root = settings.imagenet_root or synthetic_jpeg_folder(Path(tmp))
+        classes, per_class = settings.imagenet_images
+        root = settings.imagenet_root or synthetic_jpeg_folder(Path(tmp), classes, per_class)
 
         def rate(gpu_decode: bool) -> float:
             # mean_std normalization: the per-pixel mean would cost a pass over the files first, and normalization
@@ -409,15 +525,54 @@ def bench_imagenet_decode(settings: Settings) -> Result:
             "workers": settings.workers,
             "data": str(settings.imagenet_root)
             if settings.imagenet_root
-            else "synthetic 500x375 JPEGs, 8 classes x 128",
+            else f"synthetic 500x375 JPEGs, {classes} classes x {per_class}",
         },
     )
 
 
 # ----- paper_protocol_<model> (GPU) --------------------------------------------------------------------------------
+def extrapolate_protocol(rows: list[dict], summary: dict, protocol, iters: int = PAPER_ITERS) -> dict:
+    """The wall time of `iters` iterations of the `protocol` config from the records of a shorter run of it.
+
+    Each metrics row gives its window's training rate (img_per_s, evaluations excluded) and the run's wall time
+    after its evaluation. The first window holds the one-off costs (cuDNN's autotuning, the CUDA-graph capture,
+    compilation); the windows after it give the steady time per iteration. Evaluations and checkpoints are counted
+    as often as the full protocol makes them, each at the measured cost of one (a checkpoint: the time between the
+    run's last evaluation and its end, when it ended with the final checkpoint)."""
+    ends = [r["iter"] for r in rows]
+    windows = [
+        (r["iter"] - start, (r["iter"] - start) * protocol.data.batch_size / r["img_per_s"])
+        for start, r in zip([0, *ends], rows)
+    ]
+    train_s = sum(seconds for _, seconds in windows)
+    eval_s = (rows[-1]["wall_s"] - train_s) / len(rows)
+    first_iters, first_s = windows[0]
+    steady = windows[1:] or windows
+    per_iter_s = sum(seconds for _, seconds in steady) / sum(n for n, _ in steady)
+    done = ends[-1]
+    ended_with_checkpoint = summary["status"] == "complete"
+    checkpoint_s = max(summary["wall_s"] - rows[-1]["wall_s"], 0.0) if ended_with_checkpoint else 0.0
+    evals, checkpoints = iters // protocol.trainer.eval_every, iters // protocol.trainer.checkpoint_every
+    return {
+        "extrapolated_64k_s": first_s
+        + (iters - first_iters) * per_iter_s
+        + evals * eval_s
+        + checkpoints * checkpoint_s,
+        "measured_iters": done,
+        "measured_s": summary["wall_s"],
+        "steady_s_per_iter": per_iter_s,
+        "first_window_s": first_s,
+        "eval_s": eval_s,
+        "checkpoint_s": checkpoint_s,
+        "extrapolation": f"EXTRAPOLATED from {done:,} measured iterations: the first window as measured, then the "
+        f"steady time per iteration, {evals} evaluations and {checkpoints} checkpoints at the measured cost of one",
+    }
+
+
 def bench_protocol(settings: Settings, model_name: str) -> Result:
     """Wall time of the paper's CIFAR-10 protocol as `make reproduce-cifar` runs it (experiment=cifar10/<model>: 64k
-    iterations, an evaluation every 1000, a checkpoint every 2000), on this device, with --cuda-graphs/--compile."""
+    iterations, an evaluation every 1000, a checkpoint every 2000), on this device, with --cuda-graphs/--compile.
+    A segment (--protocol-iters < 64k) or a run stopped by --protocol-budget-s is extrapolated to 64k, labelled so."""
     k = settings.protocol_seeds
     name = f"paper_protocol_{model_name}" + (f"_x{k}" if k > 1 else "")
     overrides = [
@@ -430,31 +585,55 @@ def bench_protocol(settings: Settings, model_name: str) -> Result:
         f"trainer.compile={str(settings.compile).lower()}",
         f"trainer.cuda_graphs={str(settings.cuda_graphs).lower()}",
     ]
-    cfg = experiment_config(f"cifar10/{model_name}", overrides)
+    protocol = experiment_config(f"cifar10/{model_name}", overrides)
+    cfg = protocol
+    if settings.protocol_iters < PAPER_ITERS:
+        # A segment evaluates twice at least, so that a window after the first (warm-up) one gives the steady rate;
+        # the protocol's evaluations are then counted at the measured cost of one, however many the segment made.
+        eval_every = settings.protocol_eval_every or max(settings.protocol_iters // 2, 1)
+        overrides.append(f"trainer.eval_every={min(eval_every, protocol.trainer.eval_every)}")
+        cfg = experiment_config(f"cifar10/{model_name}", overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        summary = fit(cfg, Path(tmp) / "seed0", settings.device, cifar_arrays(settings))
-    wall = summary["wall_s"]
-    flops = 3 * 2 * build_model(model_name).flops() * BATCH * settings.protocol_iters * k
+        run_dir = Path(tmp) / "seed0"
+        summary = fit(cfg, run_dir, settings.device, cifar_arrays(settings), budget_s=settings.protocol_budget_s)
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     details = {
-        "iters": settings.protocol_iters,
+        "iters": summary["iters"],
         "seeds": k,
         "precision": summary["precision"],
         "compile": settings.compile,
         "cuda_graphs": settings.cuda_graphs,
         "data": describe_data(settings),
         "target_s_h100": PROTOCOL_TARGET_S.get(model_name),
-        "achieved_tflops_ours": flops / wall / 1e12,
         "command": f"python scripts/train.py experiment=cifar10/{model_name} " + " ".join(overrides),
     }
+    if summary["iters"] == PAPER_ITERS:
+        wall = summary["wall_s"]
+        details["measured"] = "the whole 64k-iteration protocol"
+    else:
+        details.update(extrapolate_protocol(rows, summary, protocol))
+        if summary["status"] == "interrupted":
+            details["stopped_by_budget_s"] = settings.protocol_budget_s
+        wall = details["extrapolated_64k_s"]
+    if details["target_s_h100"]:
+        details["target_met"] = wall <= details["target_s_h100"]
+    flops = 3 * 2 * build_model(model_name).flops() * BATCH * PAPER_ITERS * k
+    details["achieved_tflops_ours"] = flops / wall / 1e12
     return Result(name, "s", None, wall, details=with_fraction_of_peak(details, settings))
 
 
 # ----- the plan ----------------------------------------------------------------------------------------------------
-def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result]]]:
-    """(name, case) in the order they run, narrowed to settings.only."""
-    plan: list[tuple[str, Callable[[], Result]]] = [
+# Not speed, and hours on a CPU without bf16 arithmetic: run by `--only precision_accuracy` and by make gpu-check.
+ONLY_WHEN_NAMED = ("precision_accuracy",)
+
+
+def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result | list[Result]]]]:
+    """(name, case) in the order they run, narrowed to settings.only. A case returns its row, or several
+    (precision_accuracy: one per net)."""
+    plan: list[tuple[str, Callable[[], Result | list[Result]]]] = [
         ("cifar_data_path", lambda: bench_data_path(settings)),
         ("trainer_end_to_end_resnet20", lambda: bench_end_to_end(settings)),
+        ("whole_command_resnet20", lambda: bench_whole_command(settings)),
     ]
     plan += [(f"train_step_{m}", lambda m=m: bench_train_step(settings, m)) for m in settings.step_models]
     plan.append(("sgd_step_resnet110", lambda: bench_sgd(settings)))
@@ -463,11 +642,12 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result]]]:
     plan.append(("imagenet_decode", lambda: bench_imagenet_decode(settings)))
     suffix = f"_x{settings.protocol_seeds}" if settings.protocol_seeds > 1 else ""
     plan += [(f"paper_protocol_{m}{suffix}", lambda m=m: bench_protocol(settings, m)) for m in settings.protocol]
+    plan.append(("precision_accuracy", lambda: precision_accuracy(settings)))
     if settings.only:
         unknown = set(settings.only) - {n for n, _ in plan}
         if unknown:
             raise SystemExit(
                 f"--only: no benchmark named {', '.join(sorted(unknown))} (names: {', '.join(n for n, _ in plan)})"
             )
-        plan = [(n, f) for n, f in plan if n in settings.only]
-    return plan
+        return [(n, f) for n, f in plan if n in settings.only]
+    return [(n, f) for n, f in plan if n not in ONLY_WHEN_NAMED]

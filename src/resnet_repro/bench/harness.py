@@ -16,11 +16,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 BATCH = 128
 PAPER_ITERS = 64_000
+CIFAR_SIZES = (50_000, 10_000)  # CIFAR-10's training and test images
+
+
+# Units of a time: their ratio is baseline / ours, so that for every speed row a ratio above 1 means ours is faster.
+TIME_UNITS = ("s",)
+# Units whose rows compare something other than speed or memory (errors of the precision study): no ratio.
+NO_RATIO_UNITS = ("%",)
 
 
 @dataclass
 class Result:
-    """One row of the report; ratio = ours / baseline."""
+    """One row of the report. ratio: ours / baseline for rates (img/s, it/s, steps/s) and for memory (MiB: below 1
+    means ours needs less); baseline / ours for times (s), so that above 1 means ours takes less time."""
 
     name: str
     unit: str
@@ -30,8 +38,9 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.ratio is None and self.baseline and self.ours is not None:
-            self.ratio = self.ours / self.baseline
+        if self.ratio is not None or self.unit in NO_RATIO_UNITS or not self.baseline or not self.ours:
+            return
+        self.ratio = self.baseline / self.ours if self.unit in TIME_UNITS else self.ours / self.baseline
 
 
 @dataclass
@@ -57,7 +66,16 @@ class Settings:
     protocol: tuple[str, ...] = ()
     protocol_iters: int = PAPER_ITERS
     protocol_seeds: int = 1
+    protocol_budget_s: float | None = None  # stop a protocol run after this much training time; the rest extrapolated
+    protocol_eval_every: int | None = None  # None: the experiment's (1000); smaller only for --tiny runs
     imagenet_root: str | None = None
+    imagenet_images: tuple[int, int] = (8, 128)  # synthetic JPEG folder: classes, images per class
+    synthetic_sizes: tuple[int, int] = CIFAR_SIZES  # training and test images made when CIFAR-10 is absent
+    whole_command_iters: int = 300
+    nets: tuple[str, ...] = ("resnet20", "resnet56")  # precision_accuracy
+    seeds: int = 3  # precision_accuracy: seeds per net and precision
+    precision_overrides: tuple[str, ...] = ()  # precision_accuracy: Hydra overrides on top of experiment=demo
+    fashion_mnist: str | None = None  # precision_accuracy: the folder of the four idx .gz files
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "device": str(self.device)})
@@ -66,7 +84,16 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         values = json.loads(text)
         values["device"] = torch.device(values["device"])
-        for key in ("memory_models", "step_models", "only", "protocol"):
+        for key in (
+            "memory_models",
+            "step_models",
+            "only",
+            "protocol",
+            "imagenet_images",
+            "synthetic_sizes",
+            "nets",
+            "precision_overrides",
+        ):
             values[key] = tuple(values[key])
         return cls(**values)
 

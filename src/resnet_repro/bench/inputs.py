@@ -13,8 +13,6 @@ from ..data.imagenet import ImageNetData
 from ..data.small_images import DeviceImageData, ImageArrays, load_split
 from .harness import Settings, sync
 
-CIFAR_SIZES = (50_000, 10_000)  # training and test images
-
 
 def cifar_available(root: str | Path) -> bool:
     return (Path(root) / "cifar-10-batches-py" / "data_batch_1").exists()
@@ -27,11 +25,12 @@ def synthetic_arrays(n: int, seed: int = 0) -> ImageArrays:
     )
 
 
-def cifar_arrays(settings: Settings, synthetic_size: tuple[int, int] = CIFAR_SIZES) -> tuple[ImageArrays, ImageArrays]:
-    """CIFAR-10's training and test splits from settings.cifar_root, or random images of `synthetic_size` instead."""
+def cifar_arrays(settings: Settings, synthetic_size: tuple[int, int] | None = None) -> tuple[ImageArrays, ImageArrays]:
+    """CIFAR-10's training and test splits from settings.cifar_root, or random images of `synthetic_size` (default
+    settings.synthetic_sizes) instead."""
     if cifar_available(settings.cifar_root):
         return tuple(load_split("cifar10", settings.cifar_root, train=train) for train in (True, False))
-    n_train, n_test = synthetic_size
+    n_train, n_test = synthetic_size or settings.synthetic_sizes
     return synthetic_arrays(n_train, 0), synthetic_arrays(n_test, 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from .. import config
 from ..config import DataConfig, Device, ModelConfig, ProgressStyle, Split, TrainConfig, TrainerConfig
 from ..data.small_images import ImageArrays
+from ..engine import records
 from ..engine.multiseed import MultiSeedTrainer
 from ..engine.trainer import Trainer
 from .harness import BATCH, ROOT, Settings, fixed_batch, sync
@@ -62,12 +64,44 @@ def trainer_step(settings: Settings, model_name: str, run_dir: Path) -> tuple[Tr
     return trainer, lambda: step(images, labels)
 
 
-def fit(cfg: TrainConfig, run_dir: Path, device: torch.device, arrays: tuple[ImageArrays, ImageArrays]) -> dict:
-    """train()'s path for `cfg` (one Trainer, or one per seed for seeds_per_job > 1), every seed on `arrays`."""
+def fit(
+    cfg: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    arrays: tuple[ImageArrays, ImageArrays],
+    budget_s: float | None = None,
+) -> dict:
+    """train()'s path for `cfg` (one Trainer, or one per seed for seeds_per_job > 1), every seed on `arrays`.
+    `budget_s` (one seed only): stop at the first evaluation after that much training time (see fit_within)."""
     if cfg.trainer.seeds_per_job == 1:
-        return Trainer(cfg, run_dir, data=image_data(cfg, device, arrays)).fit()
+        trainer = Trainer(cfg, run_dir, data=image_data(cfg, device, arrays))
+        return trainer.fit() if budget_s is None else fit_within(trainer, budget_s)
+    if budget_s is not None:
+        raise ValueError("a time budget is for single-seed runs")
     job = MultiSeedTrainer(cfg, run_dir)
     for trainer in job.trainers:
         trainer.data = image_data(trainer.cfg, trainer.device, arrays)  # each seed's data order is its own
     sync(device)  # the data was made on the default stream; each seed reads it from its own
     return job.fit()
+
+
+def fit_within(trainer: Trainer, budget_s: float) -> dict:
+    """Trainer.fit() that also stops at the first evaluation after `budget_s` seconds of training, so that the run's
+    records end at an evaluation and a benchmark can extrapolate from them. The summary's `iters` and `status`
+    ("interrupted" when the budget stopped it) say how far it got."""
+    if not trainer.open():
+        return records.read_json(trainer.run_dir.summary)
+    try:
+        deadline = time.perf_counter() + budget_s
+        eval_every = trainer.cfg.trainer.eval_every
+        while not trainer.done:
+            trainer.step()
+            if trainer.state.iteration % eval_every == 0 and time.perf_counter() > deadline:
+                break
+        if trainer.done:
+            return trainer.finish()
+        summary = trainer.write_summary("interrupted")
+        trainer.logger.finish({}, exit_code=1)
+        return summary
+    finally:
+        trainer.close()

@@ -60,47 +60,83 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report.get('load_average_at_end')}: other work on the machine slows both sides",
         f"- settings: {json.dumps(report['settings'])}",
         "",
-        "| benchmark | unit | baseline | ours | ours / baseline | notes |",
+        "| benchmark | unit | baseline | ours | ratio | notes |",
         "|---|---|---:|---:|---:|---|",
     ]
-    for r in report["results"]:
-        d = r.get("details", {})
-        notes = []
-        if "skipped" in d:
-            notes.append(f"skipped: {d['skipped']}")
-        for key in (
-            "precision",
-            "optimizer",
-            "ours",
-            "target_s_h100",
-            "fraction_of_bf16_peak_ours",
-            "achieved_tflops_ours",
-            "projected_64k_s_ours",
-            "projected_64k_steps_s_ours",
-        ):
-            if key in d and not isinstance(d[key], dict):
-                value = d[key]
-                notes.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
-        if isinstance(d.get("ours"), dict):
-            notes.append(", ".join(f"{k}={v}" for k, v in d["ours"].items()))
-        lines.append(
-            f"| {r['name']} | {r['unit']} | {fmt(r['baseline'])} | {fmt(r['ours'])} | "
-            f"{ratio_text(r.get('ratio'))} | {'; '.join(notes)} |"
-        )
-    lines += [
-        "",
-        "Baseline and ours run in alternating rounds in one process; each cell is the median of the rounds "
-        "(all samples are in the JSON). peak_memory: ratio < 1 means ours needs less.",
-    ]
+    lines += [row(r) for r in report["results"]]
+    lines += ["", RATIO_NOTE]
     return "\n".join(lines) + "\n"
+
+
+RATIO_NOTE = (
+    "Baseline and ours run in alternating rounds (in one process; whole_command_*: as separate processes, one "
+    "after the other); each cell is the median of the rounds (all samples are in the JSON). ratio: ours / baseline "
+    "for rates (img/s, it/s, steps/s) and baseline / ours for times (s), so above 1 means ours is faster; "
+    "peak_memory: ours / baseline, below 1 means ours needs less. precision_accuracy: final test error in %, "
+    "baseline = fp32, ours = bf16."
+)
+
+
+def notes_of(d: dict[str, Any]) -> list[str]:
+    from .accuracy import errors_text
+
+    notes = []
+    if "skipped" in d:
+        notes.append(f"skipped: {d['skipped']}")
+    if isinstance(d.get("rounds"), dict):  # whole_command_*: each round's two processes, and ours' training loop
+        pairs = zip(d["rounds"]["baseline"], d["rounds"]["ours"])
+        notes.append(
+            "rounds, baseline / ours: " + ", ".join(f"{b['wall_s']:.0f} / {o['wall_s']:.0f} s" for b, o in pairs)
+        )
+        notes.append(
+            "ours from its first iteration to its end: "
+            + " / ".join(f"{o['loop_s']:.0f}" for o in d["rounds"]["ours"])
+            + " s"
+        )
+        notes.append(f"data: {d['data']}")
+    if "extrapolation" in d:
+        notes.append(d["extrapolation"])
+    if "fp32" in d and isinstance(d["fp32"], dict):
+        notes.append(errors_text(d))
+    for key in (
+        "precision",
+        "optimizer",
+        "ours",
+        "iters",
+        "target_s_h100",
+        "target_met",
+        "fraction_of_bf16_peak_ours",
+        "achieved_tflops_ours",
+        "projected_64k_s_ours",
+        "projected_64k_steps_s_ours",
+    ):
+        if key in d and not isinstance(d[key], dict):
+            value = d[key]
+            notes.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    if isinstance(d.get("ours"), dict):
+        notes.append(", ".join(f"{k}={v}" for k, v in d["ours"].items()))
+    return notes
+
+
+def row(r: dict[str, Any]) -> str:
+    """A result as a row of the Markdown table."""
+    notes = notes_of(r.get("details", {}))
+    return (
+        f"| {r['name']} | {r['unit']} | {fmt(r['baseline'])} | {fmt(r['ours'])} | "
+        f"{ratio_text(r.get('ratio'))} | {'; '.join(notes)} |"
+    )
+
+
+def device_label(device: torch.device) -> str:
+    """The device as the result files are named: nvidia-h100-80gb-hbm3, cpu-2core."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device).lower().replace(" ", "-")
+    return f"cpu-{os.cpu_count()}core"
 
 
 def default_out(settings: Settings) -> Path:
     date = datetime.date.today().isoformat()
-    if settings.device.type == "cuda":
-        kind = torch.cuda.get_device_name(settings.device).lower().replace(" ", "-")
-    else:
-        kind = f"cpu-{os.cpu_count()}core"
+    kind = device_label(settings.device)
     return ROOT / "results" / "bench" / f"{kind}-{date}{'-quick' if settings.quick else ''}.json"
 
 

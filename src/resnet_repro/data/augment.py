@@ -45,8 +45,13 @@ class CropFlipImages:
         if size != width:
             raise ValueError(f"square images expected, got {size}x{width}")
         self.size, self.padded = size, size + 2 * PAD
-        padded = F.pad(images, (PAD,) * 4)
-        self._images = torch.stack([padded, padded.flip(-1)], 1).contiguous()  # N, mirrored, C, H, W
+        # Written in place into the zeroed store (N, mirrored, C, H, W): half the memory traffic of pad-and-stack.
+        self._images = torch.zeros(
+            n, 2, self.channels, self.padded, self.padded, dtype=images.dtype, device=images.device
+        )
+        inner = self._images[..., PAD:-PAD, PAD:-PAD]
+        inner[:, 0] = images
+        inner[:, 1] = images.flip(-1)
         neg_mean = F.pad(-mean, (PAD,) * 4)
         self._neg_mean = torch.stack([neg_mean, neg_mean.flip(-1)]).contiguous()  # mirrored, C, H, W
         self._image_rows, self._mean_rows = _row_windows(self._images, size), _row_windows(self._neg_mean, size)

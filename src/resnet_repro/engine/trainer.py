@@ -46,6 +46,7 @@ from .wandb_logger import RunLogger
 
 log = logging.getLogger("resnet_repro.train")
 WARMUP_CHECK_EVERY = 100  # iterations between checks of the warm-up's training-error condition (one sync each)
+CPU_EVAL_CHUNK = 128  # images per forward pass of an evaluation on a CPU (Trainer.eval_logits)
 
 
 @dataclass
@@ -218,9 +219,7 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, top-1 wrong, top-5 wrong, count
         for images, labels in self.data.eval_batches(split):
-            with autocast(self.precision, self.device):
-                logits = self.model(images.contiguous(memory_format=self.memory_format))
-            logits = logits.float()
+            logits = self.eval_logits(images)
             wrong1, wrong5 = top1_top5_wrong(logits, labels)
             sums += torch.stack(
                 [
@@ -236,6 +235,17 @@ class Trainer:
         if self.data.report_top5:
             result[f"{split}_top5_err"] = wrong5 / count
         return result
+
+    def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's float logits for an evaluation batch. On a CPU the forward pass runs CPU_EVAL_CHUNK images at a
+        time: the activations of a whole batch (1000 images) overflow the caches, and ResNet-20 evaluates 1.7x faster
+        in chunks of 128 on 2 cores. Each image's logits are the same bits either way (tests/test_speed.py), and the
+        loss and errors are taken over the whole batch as before."""
+        images = images.contiguous(memory_format=self.memory_format)
+        with autocast(self.precision, self.device):
+            if self.device.type != "cpu" or len(images) <= CPU_EVAL_CHUNK:
+                return self.model(images).float()
+            return torch.cat([self.model(chunk) for chunk in images.split(CPU_EVAL_CHUNK)]).float()
 
     def wall(self) -> float:
         """Training time of the run so far, over all the processes that worked on it (killed ones included)."""
