@@ -121,3 +121,14 @@ def test_a_protocol_segment_is_extrapolated_from_its_records():
     assert result["steady_s_per_iter"] == pytest.approx(0.01) and result["eval_s"] == pytest.approx(1.0)
     assert result["extrapolated_64k_s"] == pytest.approx(10 + 63_500 * 0.01 + 64 * 1 + 32 * 2)
     assert result["extrapolation"].startswith("EXTRAPOLATED from 1,000 measured iterations")
+
+
+def test_the_bf16_row_times_both_precisions_of_the_trainers_step():
+    """fp32 against bf16 autocast, each the Trainer's own step (ResNet-8, tiny sizes): what auto's choice rests on."""
+    from resnet_repro.bench.cases import bench_bf16_step
+    from resnet_repro.engine.setup import cpu_computes_bf16
+
+    row = bench_bf16_step(parse_settings(["--tiny", "--device", "cpu", "--threads", "1"]), "resnet8")
+    assert (row.name, row.unit) == ("bf16_step_resnet8", "img/s")
+    assert row.baseline > 0 and row.ours > 0 and row.ratio == pytest.approx(row.ours / row.baseline)
+    assert row.details["native_bf16"] == cpu_computes_bf16()

@@ -19,6 +19,8 @@
   with its defaults on this device (bf16 autocast on a GPU, channels_last, optim.impl=auto: fused SGD), plus
   --compile / --cuda-graphs. On a GPU also the achieved TFLOP/s against the GPU's dense bf16 peak, and the
   projected time of the paper's 64k iterations.
+- bf16_step_resnet20: the trainer's step in fp32 against the same step under bf16 autocast, on this device (a CPU
+  without bf16 arithmetic emulates it: details.native_bf16).
 - sgd_step_resnet110: the trainer's SGD (optim.impl=auto) against a per-parameter loop (optim.impl=loop).
 - peak_memory_<model>: peak memory of a training step at batch 128, eager fp32 against ours (ratio < 1 is better).
 - multiseed3_resnet20 (GPU only): 3 seeds stepped on 3 CUDA streams in one job against 3 seeds one after another.
@@ -49,8 +51,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig, Dataset, Normalize, OptimConfig
-from ..engine.setup import build_optimizer
+from ..config import DataConfig, Dataset, Normalize, OptimConfig, Precision
+from ..engine.setup import build_optimizer, cpu_computes_bf16
 from ..models import build_model
 from .accuracy import precision_accuracy
 from .baselines import eager_fp32_step, reference_loop, usual_dataset, usual_loader
@@ -336,6 +338,25 @@ def bench_train_step(settings: Settings, model_name: str) -> Result:
         del model, trainer
     details["samples"] = {k: [v * BATCH for v in vs] for k, vs in details["samples"].items()}  # steps/s -> img/s
     return Result(f"train_step_{model_name}", "img/s", b * BATCH, o * BATCH, details=details)
+
+
+# ----- bf16_step_resnet20 ------------------------------------------------------------------------------------------
+def bench_bf16_step(settings: Settings, model_name: str = "resnet20") -> Result:
+    """The trainer's step in fp32 (baseline) against the same step under bf16 autocast (ours), on this device: what
+    trainer.precision=auto's choice rests on. A CPU without bf16 arithmetic emulates it (details.native_bf16)."""
+    device = settings.device
+    native = cpu_computes_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, fp32_step = trainer_step(settings, model_name, Path(tmp) / "fp32", precision=Precision.fp32)
+        _, bf16_step = trainer_step(settings, model_name, Path(tmp) / "bf16", precision=Precision.bf16)
+        b, o, info = interleaved(
+            lambda: steps_per_s(fp32_step, settings.step_iters, settings.step_warmup, device),
+            lambda: steps_per_s(bf16_step, settings.step_iters, settings.step_warmup, device),
+            settings.rounds,
+        )
+    details = {**info, "batch": BATCH, "iters": settings.step_iters, "native_bf16": native}
+    details["samples"] = {k: [v * BATCH for v in vs] for k, vs in details["samples"].items()}  # steps/s -> img/s
+    return Result(f"bf16_step_{model_name}", "img/s", b * BATCH, o * BATCH, details=details)
 
 
 # ----- sgd_step_resnet110 ------------------------------------------------------------------------------------------
@@ -636,6 +657,7 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result | list
         ("whole_command_resnet20", lambda: bench_whole_command(settings)),
     ]
     plan += [(f"train_step_{m}", lambda m=m: bench_train_step(settings, m)) for m in settings.step_models]
+    plan.append(("bf16_step_resnet20", lambda: bench_bf16_step(settings)))
     plan.append(("sgd_step_resnet110", lambda: bench_sgd(settings)))
     plan += [(f"peak_memory_{m}", lambda m=m: bench_peak_memory(settings, m)) for m in settings.memory_models]
     plan.append(("multiseed3_resnet20", lambda: bench_multiseed(settings)))

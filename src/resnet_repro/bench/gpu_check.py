@@ -97,6 +97,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
             "cifar_data_path",
             "trainer_end_to_end_resnet20",
             *steps,
+            "bf16_step_resnet20",
             "sgd_step_resnet110",
             "peak_memory_resnet1202",
         ]

@@ -44,10 +44,10 @@ def experiment_config(experiment: str, overrides: list[str]) -> TrainConfig:
         return config.load(compose("train", overrides=[f"experiment={experiment}", *overrides]), processes=1)
 
 
-def build_trainer(settings: Settings, model_name: str, run_dir: Path) -> Trainer:
+def build_trainer(settings: Settings, model_name: str, run_dir: Path, **trainer_options: Any) -> Trainer:
     """A Trainer set up as `train()` sets it up (model, optimizer, precision, memory format, compile), on as few
-    images as the data object takes: the step cases feed it a fixed batch."""
-    cfg = train_config(settings, model_name)
+    images as the data object takes: the step cases feed it a fixed batch. `trainer_options`: TrainerConfig keys."""
+    cfg = train_config(settings, model_name, **trainer_options)
     trainer = Trainer(
         cfg, run_dir, data=image_data(cfg, settings.device, (synthetic_arrays(BATCH, 0), synthetic_arrays(16, 1)))
     )
@@ -55,9 +55,11 @@ def build_trainer(settings: Settings, model_name: str, run_dir: Path) -> Trainer
     return trainer
 
 
-def trainer_step(settings: Settings, model_name: str, run_dir: Path) -> tuple[Trainer, Callable[[], torch.Tensor]]:
+def trainer_step(
+    settings: Settings, model_name: str, run_dir: Path, **trainer_options: Any
+) -> tuple[Trainer, Callable[[], torch.Tensor]]:
     """The trainer's own step on a fixed batch (Trainer.train_step, or its CUDA graph with --cuda-graphs on a GPU)."""
-    trainer = build_trainer(settings, model_name, run_dir)
+    trainer = build_trainer(settings, model_name, run_dir, **trainer_options)
     images, labels = fixed_batch(settings.device)
     trainer.set_lr(0)  # what the loop does before each step
     step = trainer.graphed if trainer.use_cuda_graphs else trainer.train_step
