@@ -11,19 +11,12 @@ from typing import Any
 
 import torch
 
+from ..engine.records import cpu_name
 from .harness import ROOT, Settings
 
 
 def host_info(settings: Settings) -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     if settings.device.type == "cuda":
         device = torch.cuda.get_device_name(settings.device)
     else:
