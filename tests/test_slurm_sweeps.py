@@ -157,6 +157,7 @@ def test_interrupted_runs_resume_with_the_same_results(reference, fashion_mnist_
     assert code == 1, out
     assert "1 of 2 runs failed" in out and f"job {second} CANCELLED" in out, out
     assert f"log: {tmp_path}/default/.submitit/{second}/{second}_0_log.err" in out, out
+    assert second not in _queue()  # the sweep returned only once the cancelled job's processes had ended
 
     seed0, seed1 = _run_dir(tmp_path, 0), _run_dir(tmp_path, 1)
     _interruption(seed0)

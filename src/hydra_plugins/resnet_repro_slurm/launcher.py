@@ -9,6 +9,8 @@ the same overrides, so the run resumes in its own directory) is hydra-submitit-l
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 # that SLURM says failed gets at most FAILED_GRACE_S (it may still have written an error report).
 RESULT_GRACE_S = 15.0
 FAILED_GRACE_S = 2.0
+# How long a job may stay COMPLETING after it ended in sacct: SLURM's KillWait (30 s by default) and its epilog.
+COMPLETING_GRACE_S = 120.0
 FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
 
@@ -80,6 +84,7 @@ def collect_results(jobs: Sequence[Any], names: Sequence[str]) -> list[JobReturn
     """Wait for every job; return their JobReturns, or report each failed run on stderr and exit with status 1."""
     for job in jobs:
         job.wait()
+    wait_until_processes_ended([job.job_id for job in jobs])
     deadline = time.monotonic() + RESULT_GRACE_S
     returns, failures = [], []
     for job, name in zip(jobs, names):
@@ -108,3 +113,20 @@ def collect_results(jobs: Sequence[Any], names: Sequence[str]) -> list[JobReturn
             failures.append(failed_run(name, f"job {task.job_id}{state}", reason, task.paths.stderr))
     exit_if_any_failed(failures, len(jobs))
     return returns
+
+
+def wait_until_processes_ended(job_ids: Sequence[str], timeout: float = COMPLETING_GRACE_S) -> None:
+    """sacct says CANCELLED the moment `scancel` runs, while the job is still checkpointing on its SIGTERM; a sweep that
+    returned then would report records that are still being written, and a relaunch would race the ending job. squeue
+    lists a job (state COMPLETING) until SLURM has seen all of its processes end."""
+    if shutil.which("squeue") is None:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            ["squeue", "--noheader", "--format=%i", f"--jobs={','.join(job_ids)}"], capture_output=True, text=True
+        )
+        if listed.returncode != 0 or not listed.stdout.strip():  # non-zero: no job id is known any more
+            return
+        time.sleep(1.0)
+    log.warning(f"jobs still completing after {timeout:.0f} s: {' '.join(listed.stdout.split())}")
