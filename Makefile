@@ -35,7 +35,7 @@ ifeq ($(PROFILE),smoke)
   # Tiny iteration counts and evaluation sets; DATASET if it is there, otherwise Fashion-MNIST (what this checks is the pipeline).
   SMOKE_DATA := $(if $(wildcard $(CIFAR_ROOT)/$(CIFAR_FOLDER)),data=$(DATASET) data.root=$(CIFAR_ROOT),data=fashion_mnist)
   SMOKE_OUT ?= results/smoke
-  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=256 run_root=$(SMOKE_OUT)/runs
+  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=128 run_root=$(SMOKE_OUT)/runs
   RUN_ROOT := $(SMOKE_OUT)/runs
   FIGURES_OUT := $(SMOKE_OUT)
   SEEDS := 1

@@ -347,12 +347,13 @@ def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_pa
     run_dir = tmp_path / "run"
     diverge = ["trainer.max_iters=40", "schedule.milestones=[20]", "schedule.gamma=1e10"]
     first = train(run_dir, *diverge, data_root=fashion_mnist_dir)
-    assert_one_line_error(first, "became nan between iterations 20 and 30", "last.pt (iteration 20)")
+    error = assert_one_line_error(first, "became nan between iterations 20 and 30", "last.pt (iteration 20)")
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     assert state["iteration"] == 20
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
     assert [json.loads(line)["iter"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [10, 20]
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and error == f"error: {summary['error']}", summary  # the run's own record
 
     before = snapshot(run_dir)
     again = train(run_dir, *diverge, data_root=fashion_mnist_dir)

@@ -14,7 +14,7 @@ import pytest
 
 from resnet_repro.cli import USER_ERROR_EXIT
 from resnet_repro.engine.checkpoint import TEST_KILL_ENV
-from support.configs import compose_train_config, resnet8_run
+from support.configs import SLURM_TEST_NODE, compose_train_config, resnet8_run
 from support.runs import child_env, load_script, read_summary, run_command, train_command
 from support.system import require_system
 
@@ -216,6 +216,31 @@ def test_a_search_through_ray(optuna, fashion_mnist_dir, tmp_path):
     assert sorted((tmp_path / EXPERIMENT / ".ray").glob("*/*.log"))  # the trials ran as Ray tasks
     for t in study.trials:
         assert t.value == _final_val_err(tmp_path / EXPERIMENT / t.user_attrs["run_dir"])
+
+
+@pytest.mark.slurm
+def test_a_search_through_slurm_goes_on_past_a_failed_trial(optuna, slurm_cluster, fashion_mnist_dir, tmp_path):
+    """Two enqueued trials as one SLURM job array: lr 0.1 completes, lr 1e6 diverges. The launcher's report names the
+    failed trial's run directory (trial1: its subdir is the job number), the study has it FAIL with the error its run
+    recorded (the launcher returns no result of a batch with a failed run), and the complete trial is the best."""
+    done = _search(
+        tmp_path,
+        fashion_mnist_dir,
+        *SLURM_TEST_NODE,
+        "optim.lr=tag(log,interval(0.02,2.0e6))",
+        "hydra.sweeper.enqueue=[{optim.lr:0.1},{optim.lr:1.0e6}]",
+        "hydra.sweeper.n_jobs=2",
+        trials=2,
+        env=child_env(WANDB_MODE="disabled"),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"run {tmp_path / EXPERIMENT / 'trial1'}: job " in done.stderr, done.stderr[-3000:]
+    study = _study(optuna, tmp_path)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert study.trials[1].params["optim.lr"] == 1.0e6
+    assert "lower optim.lr" in study.trials[1].user_attrs["failure"], study.trials[1].user_attrs
+    assert sorted((tmp_path / EXPERIMENT / ".submitit").glob("*_[01]"))  # the trials ran as SLURM jobs
+    assert study.best_trial.value == _final_val_err(tmp_path / EXPERIMENT / "trial0")
 
 
 def test_the_example_search_file_is_the_paper_split_on_a_shortened_schedule():

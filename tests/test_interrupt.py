@@ -35,8 +35,8 @@ def command(run_dir: Path, data_root: Path) -> list[str]:
         "data.eval_batch_size=128",
         "model.name=resnet8",
         "model.family=cifar",
-        "trainer.max_iters=150",
-        "trainer.eval_every=5",
+        "trainer.max_iters=80",
+        "trainer.eval_every=10",
         "trainer.checkpoint_every=1000",
         "trainer.progress=log",
         f"hydra.run.dir={run_dir}",
@@ -80,7 +80,7 @@ def test_ctrl_c_checkpoints_where_it_is_and_the_same_command_resumes(tmp_path, f
     stopped_at = int(last_line.split()[3].rstrip(":"))
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert 10 <= stopped_at < 150 and state["iteration"] == stopped_at == summary["iters"]
+    assert 20 <= stopped_at < 80 and state["iteration"] == stopped_at == summary["iters"]
     assert summary["status"] == "interrupted"
 
     resumed = subprocess.run(

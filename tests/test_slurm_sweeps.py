@@ -15,7 +15,7 @@ import pytest
 
 from resnet_repro.engine.checkpoint import load_checkpoint
 from support import REPO, runs
-from support.configs import TINY_RUN
+from support.configs import SLURM_TEST_NODE, TINY_RUN
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -30,22 +30,10 @@ RUN = [o for o in TINY_RUN if not o.startswith(("data.limit_train", "trainer.pro
     "trainer.eval_every=20",
     "trainer.checkpoint_every=40",
 ]
-# The test node: no GPUs, 2 CPUs. timeout_min <= 10 makes submitit count every USR2 as a time limit, hence
-# max_num_timeout=2 (docs/cluster.md, "Short time limits").
-CLUSTER = [
-    "launcher=slurm",
-    "hydra.launcher.partition=debug",
-    "hydra.launcher.gpus_per_node=null",
-    "hydra.launcher.tasks_per_node=1",
-    "hydra.launcher.cpus_per_task=1",
-    "hydra.launcher.timeout_min=5",
-    "hydra.launcher.max_num_timeout=2",
-    'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
-]
 
 
 def _start(run_root: Path, data_root: Path, *overrides: str) -> subprocess.Popen:
-    cmd = runs.train_command("-m", *CLUSTER, *RUN, f"data.root={data_root}", f"run_root={run_root}", *overrides)
+    cmd = runs.train_command("-m", *SLURM_TEST_NODE, *RUN, f"data.root={data_root}", f"run_root={run_root}", *overrides)
     return subprocess.Popen(
         cmd,
         cwd=REPO,

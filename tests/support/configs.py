@@ -50,6 +50,21 @@ def resnet8_run(
     return [f"{key}={value}" for key, value in values.items()]
 
 
+# launcher=slurm on the test node of support/slurm_cluster.py: no GPUs, 2 CPUs, one CPU per job (so 2 jobs run side by
+# side). timeout_min <= 10 makes submitit count every USR2 as a time limit, hence max_num_timeout=2 (docs/cluster.md,
+# "Short time limits").
+SLURM_TEST_NODE = [
+    "launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.timeout_min=5",
+    "hydra.launcher.max_num_timeout=2",
+    'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
+]
+
+
 def compose_train_config(overrides: list[str]) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

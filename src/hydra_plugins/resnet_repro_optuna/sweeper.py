@@ -388,7 +388,8 @@ class OptunaSweeper(Sweeper):
         if status != "complete":
             if status == "running":
                 status = "killed"  # no process holds the run (is_live); it ended without recording it
-            return None, f"run {status}, {summary.get('iters')} of {summary.get('max_iters')} iterations recorded"
+            reason = f"run {status}, {summary.get('iters')} of {summary.get('max_iters')} iterations recorded"
+            return None, reason + (f": {summary['error']}" if summary.get("error") else "")
         try:
             errors = validation_errors(run_dir)
         except UserError as err:

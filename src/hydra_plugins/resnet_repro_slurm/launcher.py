@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -69,12 +69,15 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*job_params))
-        return collect_results(jobs, [self._describe(overrides) for overrides in job_overrides])
+        names = [self._describe(overrides, idx) for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
+        return collect_results(jobs, names)
 
-    def _describe(self, overrides: Sequence[str]) -> str:
+    def _describe(self, overrides: Sequence[str], idx: int) -> str:
         """The run directory of a job (what a user looks for), else its overrides."""
         try:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):  # as inside the job, where a sweep subdir may use the job's number (search trials)
+                cfg.hydra.job.num = idx
             return f"run {Path(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))}"
         except Exception:  # noqa: BLE001 - a description must never hide the report
             return " ".join(filter_overrides(overrides))

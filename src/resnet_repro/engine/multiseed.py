@@ -96,7 +96,7 @@ class MultiSeedTrainer:
                                 summaries[trainer.cfg.seed] = trainer.finish()
                             except UserError as err:  # this seed failed (diverged): the others go on
                                 log.error("seed %d: %s", trainer.cfg.seed, err)
-                                trainer.fail()
+                                trainer.fail(str(err))
                                 failed.append(err)
                         trainer.close()
                         running.remove(trainer)

@@ -116,8 +116,8 @@ class Trainer:
                         signals.hand_over(self.state.iteration)
                     self.step()
             return self.finish()
-        except UserError:
-            self.fail()
+        except UserError as err:
+            self.fail(str(err))
             raise
         finally:
             self.close()
@@ -361,8 +361,8 @@ class Trainer:
         self.logger.finish(summary)
         return summary
 
-    def fail(self) -> None:
-        self.write_summary("failed")
+    def fail(self, error: str) -> None:
+        self.write_summary("failed", error=error)
         self.logger.finish({}, exit_code=1)
 
     def close(self) -> None:
@@ -420,7 +420,8 @@ class Trainer:
             )
         self.finite_since = iteration
 
-    def write_summary(self, status: str) -> dict[str, Any]:
+    def write_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        """summary.json; a failed run also records its error (the `error:` line the command printed)."""
         summary = records.summary(
             self.cfg,
             self.run_dir.metrics,
@@ -432,6 +433,8 @@ class Trainer:
             world_size=self.dist.world_size,
             precision=self.precision,
         )
+        if error is not None:
+            summary["error"] = error
         if self.is_main:
             records.write_json(self.run_dir.summary, summary)
         return summary
