@@ -92,6 +92,11 @@ def test_cross_field_rules():
     with pytest.raises(UserError, match="seeds_per_job > 1 runs in one process"):
         load("trainer.seeds_per_job=2", processes=2)
     load(processes=4)
+    with pytest.raises(UserError, match="data.evaluate_test=false evaluates the validation split only"):
+        load("data.evaluate_test=false", "data.split=full")
+    with pytest.raises(UserError, match="data.evaluate_test=false"):
+        load("data.evaluate_test=false", "data.name=imagenet")
+    load("data.evaluate_test=false")  # split=paper: the validation split is evaluated
 
 
 def test_closed_choices_are_enums_that_list_the_valid_values():

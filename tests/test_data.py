@@ -1,6 +1,7 @@
 """The CIFAR data path: augmentation statistics, mean subtraction, the 45k/5k split, Fashion-MNIST loading, CIFAR's
 decoded copy."""
 
+import dataclasses
 import gzip
 import os
 
@@ -127,6 +128,11 @@ def test_device_data_batches_are_a_function_of_seed_and_iteration(fashion_mnist_
     halves = [DeviceImageData(cfg, torch.device("cpu"), seed=0, rank=r, world_size=2).train_batch(5) for r in (0, 1)]
     assert torch.equal(torch.cat([h[0] for h in halves]), x5) and torch.equal(torch.cat([h[1] for h in halves]), y5)
     assert set(data.eval_sets) == {"val", "test"} and len(data.eval_sets["val"]) == 128
+    # data.evaluate_test=false (search trials): the same validation images, no test set.
+    val_only = DeviceImageData(dataclasses.replace(cfg, evaluate_test=False), torch.device("cpu"), seed=0)
+    assert set(val_only.eval_sets) == {"val"} and torch.equal(
+        val_only.eval_sets["val"].images, data.eval_sets["val"].images
+    )
 
 
 def test_truncated_fashion_mnist_file_is_a_one_line_error(tmp_path, fashion_mnist_dir):

@@ -81,6 +81,10 @@ def test_the_best_trial_is_the_lowest_validation_error_on_disk(optuna, first_sea
     dirs = _trial_dirs(run_root)
     assert [d.name for d in dirs] == ["trial0", "trial1", "trial2"]
     assert all(read_summary(d)["status"] == "complete" and read_summary(d)["split"] == "paper" for d in dirs)
+    # The trials never evaluated the test set: no test error in their records (data.evaluate_test=false).
+    assert all(read_summary(d)["final_test_err"] is None for d in dirs)
+    rows = [json.loads(line) for d in dirs for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all("val_err" in row and not any(k.startswith("test") for k in row) for row in rows)
     on_disk = {d.name: _final_val_err(d) for d in dirs}
     for t in study.trials:  # the objective is each run's own final validation error
         assert t.value == on_disk[t.user_attrs["run_dir"]]
@@ -90,6 +94,7 @@ def test_the_best_trial_is_the_lowest_validation_error_on_disk(optuna, first_sea
     final = study.best_trial.user_attrs["final_command"]
     assert f"best: trial {study.best_trial.number}, final_val_err" in done.stdout, done.stdout
     assert final in done.stdout and "data.split=full" in final and "hparams_search" not in final
+    assert "evaluate_test" not in final  # the final run is tested once
 
 
 def test_the_same_command_continues_the_study(optuna, first_search, fashion_mnist_dir):
@@ -115,7 +120,8 @@ def test_the_report_draws_the_trials_and_the_best_trials_then_the_final_run(optu
     assert (tmp_path / "tables" / f"{slug}.md").exists() and (tmp_path / "tables" / f"{slug}.csv").exists()
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Hyperparameter searches (validation split only)" in report
-    assert "Fashion-MNIST, 20 iterations" in report and "held-out training images (data.split=paper)" in report
+    assert "Fashion-MNIST, 20 iterations" in report
+    assert "held-out training images (data.split=paper); test set not evaluated" in report
     assert "0 complete runs of 0" in report  # the trials are not runs of a protocol (no Table 6 of trials)
     best = _study(optuna, run_root).best_trial
     final = best.user_attrs["final_command"]
@@ -140,6 +146,7 @@ def test_the_report_draws_the_trials_and_the_best_trials_then_the_final_run(optu
         ("data.split=full", "data.split=full leaves no validation set"),
         ("hydra.sweeper.objective=final_test_err", "would choose the setting on the test set"),
         ("data.split=choice(paper,full)", "data.split cannot be searched"),
+        ("data.name=imagenet", "hparams_search on ImageNet"),
     ],
 )
 def test_a_search_on_the_test_set_is_refused_before_any_trial(optuna, fashion_mnist_dir, tmp_path, override, says):
@@ -245,5 +252,5 @@ def test_a_search_through_slurm_goes_on_past_a_failed_trial(optuna, slurm_cluste
 
 def test_the_example_search_file_is_the_paper_split_on_a_shortened_schedule():
     cfg = compose_train_config(["hparams_search=cifar_lr_wd"])
-    assert cfg.data.split == "paper" and cfg.experiment_name == EXPERIMENT
+    assert cfg.data.split == "paper" and cfg.experiment_name == EXPERIMENT and cfg.data.evaluate_test is False
     assert cfg.trainer.max_iters == 16000 and list(cfg.schedule.milestones) == [8000, 12000]

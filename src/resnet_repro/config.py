@@ -57,6 +57,8 @@ class DataConfig:
     download: bool = False  # let torchvision download the archive (needs network; checksums verified)
     split: Split = Split.paper  # paper: train 45k, validate on the held-out 5k | full: train on all 50k (Table 6)
     val_size: int = 5000  # size of the held-out validation split with split=paper
+    # false: evaluate the validation split only (split=paper), as search trials do: the test set is never evaluated
+    evaluate_test: bool = True
     batch_size: int = 128  # global mini-batch over all processes (paper: 128 on CIFAR, 256 on ImageNet)
     eval_batch_size: int = 1000  # batch for evaluation only (per process); does not change results
     augment: bool = True  # paper: 4-pixel zero padding, random 32x32 crop, random horizontal flip
@@ -238,6 +240,12 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
         data.crop_size <= data.scale_min <= data.scale_max,
         f"need data.crop_size <= data.scale_min <= data.scale_max, got {data.crop_size}, {data.scale_min}, "
         f"{data.scale_max} (paper: 224, 256, 480)",
+    )
+
+    require(
+        data.evaluate_test or (data.split == "paper" and data.name != "imagenet"),
+        "data.evaluate_test=false evaluates the validation split only: it needs data.split=paper (ImageNet has no "
+        "validation split apart from its test set)",
     )
 
     # Sizes against the data set's (as published; data.limit_train keeps fewer).

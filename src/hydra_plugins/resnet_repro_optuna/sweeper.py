@@ -1,6 +1,7 @@
 """The sweeper of configs/hparams_search/: a hyperparameter search with Optuna's TPE sampler whose objective is the
 validation error of data.split=paper, read from each trial's own records (the val_err of its metrics.jsonl). The test
-error is never read: not from the records, and not from the task's return value (a run's final test error).
+set is never evaluated (the search files set data.evaluate_test=false), and a test error is never read: not from the
+records, and not from the task's return value.
 
 A search is one Optuna study, `study_name`, in SQLite in the sweep directory (<sweep dir>/optuna.db). Its trials are
 asked in batches of `n_jobs` and sent through whatever launcher is configured (basic, launcher=slurm, launcher=ray),
@@ -73,7 +74,7 @@ LOCK_NAME = ".search.lock"
 TRAIN_SCRIPT = "python scripts/train.py"
 # The final run trains the chosen setting without the search file (its shortened schedule and experiment name) and
 # without a launcher (it is one run), on the full training set, under an experiment name of its own.
-NOT_IN_FINAL = ("hparams_search", "launcher", "experiment_name", "data.split")
+NOT_IN_FINAL = ("hparams_search", "launcher", "experiment_name", "data.split", "data.evaluate_test")
 
 
 @dataclass
@@ -284,19 +285,21 @@ class OptunaSweeper(Sweeper):
                 f"hydra.sweep.subdir gives every trial the run directory {first.hydra.sweep.subdir}: name it by "
                 f"the trial, e.g. hydra.sweep.subdir='trial${{hydra.job.num}}'"
             )
-        trial = _task_config(first)
-        if trial.data.name == "imagenet":
+        # Before the config's own rules, which refuse data.evaluate_test=false with these in terms of that key.
+        data = first.data
+        if str(data.name) == "imagenet":
             raise UserError(
                 "hparams_search on ImageNet: its val set is the paper's test set (Tables 2-4) and no part of its "
                 "training set is held out here, so the search would choose on the test set; search on CIFAR-10, "
                 "CIFAR-100 or Fashion-MNIST with data.split=paper"
             )
-        if trial.data.split != "paper":
+        if str(data.split) != "paper":
             raise UserError(
-                f"data.split={trial.data.split} leaves no validation set, so the search's objective would be the "
+                f"data.split={data.split} leaves no validation set, so the search's objective would be the "
                 f"test error: search with data.split=paper (the paper's 45k/5k split), then train the chosen setting "
                 f"once with data.split=full (the search ends with that command)"
             )
+        trial = _task_config(first)
         try:
             final_cfg = self.hydra_context.config_loader.load_configuration(
                 self.config.hydra.job.config_name, final_overrides(probe, self.study_name), RunMode.RUN

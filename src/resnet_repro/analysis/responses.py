@@ -126,6 +126,7 @@ def normalized_test_set(run: Run, data_root: str, dataset: str | None = None) ->
 
     cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), run.config.get("data", {}))
     cfg.root, cfg.name = data_root, dataset or cfg.name
+    cfg.evaluate_test = True  # Figure 7's responses are on the test set, whichever sets the run evaluated
     data = DeviceImageData(cfg, torch.device("cpu"), seed=run.seed)
     test = data.eval_sets["test"]
     return normalize(test.images, data.mean)

@@ -133,6 +133,8 @@ def find_partial_dirs(root: str | Path) -> list[Path]:
 def read_metrics(path: Path) -> pd.DataFrame:
     """metrics.jsonl as a frame sorted by iteration (records.read_metrics: a half-written last line is left out)."""
     df = pd.DataFrame(records.read_metrics(path))
+    if len(df) and "test_err" not in df:  # data.evaluate_test=false: no test error to draw or tabulate
+        df["test_err"] = float("nan")
     return df.sort_values("iter").reset_index(drop=True) if "iter" in df else df
 
 

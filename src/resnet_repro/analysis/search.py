@@ -6,8 +6,9 @@ error.
 
 A search is a folder holding its Optuna study (records.SEARCH_STUDY, one study); its trials are the run directories
 below it, which runs.load_runs leaves out (they are not seeds of one protocol, to be averaged). Only the trials'
-validation errors are shown: their test errors are in their records, but nothing here reads them, as the search did
-not.
+validation errors are shown. Trials evaluate no test set (data.evaluate_test=false in the search files); where a
+search was run with it on, the trials' test errors are in their records, but nothing here reads them, as the search
+did not.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Search:
     def title(self) -> str:
         """What the trials were: e.g. 'Fashion-MNIST, 40 iterations (lr ÷10 at 20, 30), batch 32, trained on the
         first 512 of the training images left after holding out 500; objective: validation error after the last
-        iteration on 128 held-out training images (data.split=paper); no test error read'."""
+        iteration on 128 held-out training images (data.split=paper); test set not evaluated'."""
         runs = [self.runs[t.number] for t in self.trials if t.number in self.runs]
         if not runs:
             return f"objective: {OBJECTIVE_TEXT.get(self.objective, self.objective)} (data.split=paper)"
@@ -97,10 +98,12 @@ class Search:
             trained = f"the training set minus {p.val_size} images held out for validation"
         held_out = min(p.val_size, p.limit_test) if p.limit_test else p.val_size
         batch = f", batch {p.batch_size}" if p.batch_size else ""
+        tested = {bool(r.config.get("data", {}).get("evaluate_test", True)) for r in runs}
+        test_text = "test set not evaluated" if tested == {False} else "no test error read"
         text = (
             f"{dataset_name(p.dataset)}, {p.iters_text} ({p.schedule_text}){batch}, trained on {trained}; "
             f"objective: {OBJECTIVE_TEXT.get(self.objective, self.objective)} on {held_out} held-out training "
-            f"images (data.split=paper); no test error read"
+            f"images (data.split=paper); {test_text}"
         )
         return text + ("; the trials differ in data set, schedule or split" if len(protocols) > 1 else "")
 

@@ -250,6 +250,8 @@ class DeviceImageData:
         self.train_images = CropFlipImages(train.images.to(device), self.mean)
         self.train_labels = train.labels.to(device)
         self.eval_sets = {"test": test} if val is None else {"val": val, "test": test}
+        if not cfg.evaluate_test:  # validation only (split=paper, config.check_invariants): search trials
+            del self.eval_sets["test"]
         self.eval_sets = {k: ImageArrays(v.images.to(device), v.labels.to(device)) for k, v in self.eval_sets.items()}
         self._epoch, self._order = -1, None
 

@@ -32,8 +32,9 @@ class Progress:
         elif self.style == "log":
             text = (
                 f"iter {row['iter']} epoch {row['epoch']:.1f} lr {row['lr']:.4g} loss {row['train_loss']:.3f} "
-                f"train_err {100 * row['train_err']:.2f}% test_err {100 * row['test_err']:.2f}% "
-                f"{row['img_per_s']:.0f} img/s"
+                f"train_err {100 * row['train_err']:.2f}%"
+                + (f" test_err {100 * row['test_err']:.2f}%" if "test_err" in row else "")
+                + f" {row['img_per_s']:.0f} img/s"
             )
             if "val_err" in row:
                 text += f" val_err {100 * row['val_err']:.2f}%"

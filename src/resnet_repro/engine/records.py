@@ -193,7 +193,7 @@ def summary(
 
     rows = read_metrics(metrics)
     commit, dirty = git_state()
-    test_errs = [r["test_err"] for r in rows]
+    test_errs = [r["test_err"] for r in rows if "test_err" in r]  # none with data.evaluate_test=false
     val_errs = [r["val_err"] for r in rows if "val_err" in r]
     return {
         "model": cfg.model.name,

@@ -200,7 +200,7 @@ class Trainer:
             kill_point("eval", state.iteration)  # tests only: SIGKILL in the middle of an evaluation
         row["img_per_s"] = self.images_in_window / train_window_s
         row["wall_s"] = self.wall()
-        self.schedule.observe_eval(row.get("val_err", row["test_err"]))
+        self.schedule.observe_eval(row["val_err"] if "val_err" in row else row["test_err"])
         monitored = row.get("val_err", row["train_err"])  # never select on the test set
         if self.is_main:
             records.append_metrics(self.run_dir.metrics, row)
