@@ -64,7 +64,7 @@ lint: venv  ## ruff: the formatter's check and the linter (line limit 120; setti
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/ruff check --quiet .
 
-test: venv lint  ## lint, then the whole test suite (22 min on 2 CPU cores)
+test: venv lint  ## lint, then the whole test suite (23 min on 2 CPU cores; the slowest 20 are listed at the end)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones

@@ -260,3 +260,19 @@ def test_a_job_that_asks_for_a_missing_gpu_fails_in_one_line_before_the_sweep(ra
         assert "Traceback" not in done.stderr, done.stderr
         # Nothing but Hydra's record of the sweep: no run directory, no job log.
         assert [p.name for p in (tmp_path / "default").iterdir()] == ["multirun.yaml"]
+
+
+def test_a_local_ray_that_cannot_make_its_folder_fails_in_one_line(ray_env, tmp_path):
+    """No RAY_ADDRESS: the sweep starts a local Ray, in RAY_TMPDIR, here a path below a file. The error names Ray's
+    folder, not the run directory, and no run starts."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    env = {k: v for k, v in ray_env.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(blocker / "ray")}
+    cmd = train_command(
+        "-m", "launcher=ray", "hydra.launcher.gpus_per_job=0", *RUN, "data.root=nowhere", f"run_root={tmp_path}"
+    )
+    done = run_command(cmd, env=env, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: cannot start Ray: ") and "RAY_TMPDIR" in errors[0], errors[0]
+    assert "Traceback" not in done.stderr and not list(tmp_path.rglob("summary.json")), done.stderr

@@ -163,14 +163,17 @@ class RayLauncher(Launcher):
             )
         try:
             ray.init(address=self.address if address else _newest_local_ray(), **self.init)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        except (OSError, RuntimeError, ValueError) as err:  # OSError: also ConnectionError, TimeoutError
             first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
-            hint = (
-                "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in "
-                "RAY_AUTH_TOKEN (docs/cluster.md, Ray)"
-                if address
-                else ""
-            )
+            if address:
+                hint = (
+                    "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in "
+                    "RAY_AUTH_TOKEN (docs/cluster.md, Ray)"
+                )
+            elif isinstance(err, OSError) and not isinstance(err, (ConnectionError, TimeoutError)):
+                hint = "; Ray keeps its sockets and logs in RAY_TMPDIR (default /tmp/ray): it must be a writable folder"
+            else:
+                hint = ""
             raise UserError(f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}") from None
         return ray
 
