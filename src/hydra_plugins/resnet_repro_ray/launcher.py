@@ -171,7 +171,7 @@ class RayLauncher(Launcher):
                     "RAY_AUTH_TOKEN (docs/cluster.md, Ray)"
                 )
             elif isinstance(err, OSError) and not isinstance(err, (ConnectionError, TimeoutError)):
-                hint = "; Ray keeps its sockets and logs in RAY_TMPDIR (default /tmp/ray): it must be a writable folder"
+                hint = "; Ray keeps its sockets and logs in RAY_TMPDIR (else the temporary folder): it must be writable"
             else:
                 hint = ""
             raise UserError(f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}{hint}") from None
