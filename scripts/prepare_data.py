@@ -3,13 +3,13 @@
 import argparse
 
 from resnet_repro.cli import exit_on_user_error
-from resnet_repro.data.small_images import CIFAR_CLASSES, load_cifar
+from resnet_repro.data.small_images import CIFAR_FILES, load_cifar
 
 
 @exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset", choices=sorted(CIFAR_CLASSES))
+    parser.add_argument("dataset", choices=sorted(CIFAR_FILES))
     parser.add_argument("--root", required=True, help="directory that will hold the unpacked archive")
     args = parser.parse_args()
     for train in (True, False):

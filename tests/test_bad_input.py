@@ -430,7 +430,7 @@ def test_second_process_on_a_run_directory_in_use(made_up_run):
         lock.flush()
         before = snapshot(made_up_run)
         result = train(made_up_run)
-    assert_one_line_error(result, f"run directory {made_up_run} is in use by process {os.getpid()}", "hydra.run.dir")
+    assert_one_line_error(result, f"run directory {made_up_run} is in use by process {os.getpid()}", "run_root=")
     assert_unchanged(before, made_up_run)
 
 
@@ -474,7 +474,7 @@ def test_output_directory_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n")
     result = train(blocker / "run")
-    assert_one_line_error(result, f"cannot write {blocker / 'run'}", "hydra.run.dir or run_root")
+    assert_one_line_error(result, f"cannot write {blocker / 'run'}", "another run_root=DIR")
     assert blocker.read_text() == "not a directory\n"
     result = subprocess.run(
         [sys.executable, "scripts/train.py", *tiny(), f"run_root={blocker}"],
@@ -484,7 +484,7 @@ def test_output_directory_that_cannot_be_created(tmp_path):
         text=True,
         timeout=120,
     )
-    assert_one_line_error(result, f"cannot write {blocker}", "hydra.run.dir or run_root")
+    assert_one_line_error(result, f"cannot write {blocker}", "another run_root=DIR")
 
 
 @contextmanager
@@ -524,7 +524,7 @@ def test_output_directory_without_write_permission(tmp_path):
     parent = tmp_path / "read-only"
     parent.mkdir()
     with read_only(parent):
-        assert_one_line_error(train(parent / "run"), f"cannot write {parent / 'run'}", "hydra.run.dir")
+        assert_one_line_error(train(parent / "run"), f"cannot write {parent / 'run'}", "run_root=")
     assert list(parent.iterdir()) == []
 
 
@@ -533,7 +533,7 @@ def test_existing_run_directory_without_write_permission(made_up_run):
     before = snapshot(made_up_run)
     with read_only(made_up_run, made_up_run / "checkpoints"):
         result = train(made_up_run)
-    assert_one_line_error(result, f"run directory {made_up_run} is not writable", "hydra.run.dir")
+    assert_one_line_error(result, f"run directory {made_up_run} is not writable", "run_root=")
     assert_unchanged(before, made_up_run)
 
 
@@ -545,7 +545,7 @@ def test_run_directory_made_by_a_different_config(existing_run):
         f"run directory {existing_run} holds a run with a different config",
         "optim.lr: 0.1 -> 0.05",
         "trainer.max_iters: 20 -> 30",
-        "another hydra.run.dir",
+        "another run_root=DIR (make: RUN_ROOT=DIR, or SMOKE_OUT=DIR with PROFILE=smoke)",
     )
     assert "delete" in line
     assert_unchanged(before, existing_run)

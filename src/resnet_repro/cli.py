@@ -13,7 +13,7 @@ import functools
 import os
 import sys
 
-from .errors import UserError
+from .errors import ANOTHER_PLACE, UserError
 
 USER_ERROR_EXIT = 2
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -76,7 +76,7 @@ def run_hydra(hydra_main) -> None:
         elif isinstance(err, OSError):  # Hydra creates the run directory and its log file before the task runs
             message = (
                 f"cannot write {err.filename or 'the output directory'} ({err.strerror or type(err).__name__}): "
-                f"the run directory must be writable; choose another hydra.run.dir or run_root"
+                f"the run directory must be writable; choose {ANOTHER_PLACE}"
             )
         else:
             raise

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import ANOTHER_PLACE, UserError
 from ..io import remove_stale_temporaries
 
 LOCK_NAME = ".lock"
@@ -54,8 +54,7 @@ class RunDirectory:
             self._lock_file = open(self.path / LOCK_NAME, "a+")
         except OSError as err:
             raise UserError(
-                f"output directory {self.path} is not writable ({err.strerror}): choose another "
-                f"hydra.run.dir or run_root"
+                f"output directory {self.path} is not writable ({err.strerror}): choose {ANOTHER_PLACE}"
             ) from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,7 +65,7 @@ class RunDirectory:
             who = f"process {holder}" if holder.isdigit() else "another process"
             raise UserError(
                 f"run directory {self.path} is in use by {who} (it holds {self.path / LOCK_NAME}): wait "
-                f"for it to finish, or use another hydra.run.dir"
+                f"for it to finish, or choose {ANOTHER_PLACE}"
             ) from None
         for folder in (self.path, self.checkpoints):  # fail now, not at the first checkpoint
             try:
@@ -75,8 +74,8 @@ class RunDirectory:
             except OSError as err:
                 self.unlock()
                 raise UserError(
-                    f"run directory {folder} is not writable ({err.strerror}): make it writable, or "
-                    f"choose another hydra.run.dir or run_root"
+                    f"run directory {folder} is not writable ({err.strerror}): make it writable, "
+                    f"or choose {ANOTHER_PLACE}"
                 ) from None
         self._lock_file.truncate(0)
         self._lock_file.write(f"{os.getpid()}\n")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig, to_dict
 from ..data import build_data
-from ..errors import UserError
+from ..errors import ANOTHER_PLACE, UserError
 from ..models import CifarNet, build_model_from_config
 from . import records
 from .checkpoint import kill_point, load_checkpoint, save_checkpoint
@@ -290,7 +290,7 @@ class Trainer:
             if diffs:
                 raise UserError(
                     f"run directory {self.run_dir.path} holds a run with a different config ({'; '.join(diffs[:3])}): "
-                    f"start a new run with another hydra.run.dir (or seed/experiment), or delete that directory"
+                    f"choose {ANOTHER_PLACE} for the new run, or delete that directory"
                 )
         return self.run_dir.summary.exists() and records.read_json(self.run_dir.summary).get("status") == "complete"
 
@@ -324,8 +324,8 @@ class Trainer:
         if mode == "never":
             if self.run_dir.last.exists():
                 raise UserError(
-                    f"{self.run_dir.last} exists and trainer.resume=never would overwrite it: use another "
-                    f"hydra.run.dir, or trainer.resume=auto to continue"
+                    f"{self.run_dir.last} exists and trainer.resume=never would overwrite it: choose {ANOTHER_PLACE}, "
+                    f"or trainer.resume=auto to continue"
                 )
             return
         path = self.run_dir.last if mode == "auto" else Path(mode)
