@@ -10,16 +10,29 @@ EXTRAS ?= dev# the extras of pyproject.toml that venv installs, e.g. EXTRAS=dev,
 CIFAR_ROOT ?= data/$(DATASET)
 ARGS ?=# extra Hydra overrides for the training targets, or pytest arguments for the test targets
 
-# One experiment file per paper result: the sweeps run every file of a folder.
-experiments_in = $(basename $(notdir $(wildcard configs/experiment/$(1)/*.yaml)))
-ifeq ($(filter $(DATASET),cifar10 cifar100),)
-  $(error DATASET=$(DATASET) is unknown: use DATASET=cifar10 or DATASET=cifar100)
-endif
-CIFAR_FOLDER := $(if $(filter cifar100,$(DATASET)),cifar-100-python,cifar-10-batches-py)
-CIFAR_NETS := $(call experiments_in,$(DATASET))
+NETS ?=# the CIFAR sweep: only these nets, e.g. NETS=plain20,resnet20 (default: every file of configs/experiment/DATASET/)
+RUN_ROOT ?= results/runs# where the runs are written and read (the smoke profile: SMOKE_OUT/runs)
+FIGURES_OUT ?= results# where figures, tables and REPORT.md go (the smoke profile: SMOKE_OUT)
+
 comma := ,
 empty :=
 space := $(empty) $(empty)
+# Bad variables are reported by the check-input target that every command runs first: one `error:` line, exit 2.
+INPUT_ERROR :=
+# One experiment file per paper result: the sweeps run every file of a folder.
+experiments_in = $(basename $(notdir $(wildcard configs/experiment/$(1)/*.yaml)))
+ifeq ($(filter $(DATASET),cifar10 cifar100),)
+  INPUT_ERROR := DATASET=$(DATASET) is unknown: use DATASET=cifar10 or DATASET=cifar100
+endif
+CIFAR_FOLDER := $(if $(filter cifar100,$(DATASET)),cifar-100-python,cifar-10-batches-py)
+CIFAR_NETS := $(call experiments_in,$(DATASET))
+ifneq ($(NETS),)
+  ifneq ($(filter-out $(CIFAR_NETS),$(subst $(comma),$(space),$(NETS))),)
+    INPUT_ERROR := NETS=$(NETS): no experiment file configs/experiment/$(DATASET)/NET.yaml for \
+      $(filter-out $(CIFAR_NETS),$(subst $(comma),$(space),$(NETS))); choose from $(CIFAR_NETS)
+  endif
+  CIFAR_NETS := $(subst $(comma),$(space),$(NETS))
+endif
 CIFAR_EXPERIMENTS := $(subst $(space),$(comma),$(addprefix $(DATASET)/,$(CIFAR_NETS)))
 
 extras_in = $(subst $(comma),$(space),$(1))
@@ -35,24 +48,25 @@ ifeq ($(PROFILE),smoke)
   # Tiny iteration counts and evaluation sets; DATASET if it is there, otherwise Fashion-MNIST (what this checks is the pipeline).
   SMOKE_DATA := $(if $(wildcard $(CIFAR_ROOT)/$(CIFAR_FOLDER)),data=$(DATASET) data.root=$(CIFAR_ROOT),data=fashion_mnist)
   SMOKE_OUT ?= results/smoke
-  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=128 run_root=$(SMOKE_OUT)/runs
   RUN_ROOT := $(SMOKE_OUT)/runs
   FIGURES_OUT := $(SMOKE_OUT)
+  PROFILE_ARGS := trainer=smoke $(SMOKE_DATA) data.batch_size=16 data.limit_test=128 run_root=$(RUN_ROOT)
   SEEDS := 1
 else ifeq ($(PROFILE),paper)
-  PROFILE_ARGS := data.root=$(CIFAR_ROOT)
-  RUN_ROOT ?= results/runs
-  FIGURES_OUT ?= results
+  PROFILE_ARGS := data.root=$(CIFAR_ROOT) run_root=$(RUN_ROOT)
 else
-  $(error PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke)
+  INPUT_ERROR := PROFILE=$(PROFILE) is unknown: use PROFILE=paper or PROFILE=smoke
 endif
 
-.PHONY: help venv lint test test-fast reproduce-cifar prepare-cifar figures demo bench gpu-check model-table FORCE
+.PHONY: help check-input venv lint test test-fast reproduce-cifar prepare-cifar figures demo bench gpu-check model-table FORCE
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
-venv: $(VENV)/.installed  ## the virtual environment (pinned versions from requirements/constraints.txt)
+check-input:
+	@$(if $(INPUT_ERROR),echo "error: $(INPUT_ERROR)" >&2; exit 2,:)
+
+venv: check-input $(VENV)/.installed  ## the virtual environment (pinned versions from requirements/constraints.txt)
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt $(if $(filter-out $(INSTALLED_EXTRAS),$(call extras_in,$(EXTRAS))),FORCE)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -71,7 +85,7 @@ test-fast: venv  ## the tests without the slow and SLURM ones
 	$(PY) -m pytest -m "not slow and not slurm" $(ARGS)
 
 prepare-cifar: venv  ## download DATASET (CIFAR-10, or DATASET=cifar100) to CIFAR_ROOT once (torchvision verifies the checksums)
-	$(PY) scripts/prepare_data.py $(DATASET) --root $(CIFAR_ROOT)
+	$(PY) scripts/prepare_data.py $(DATASET) --root $(CIFAR_ROOT) --root-setting CIFAR_ROOT=
 
 reproduce-cifar: venv $(if $(filter paper,$(PROFILE)),prepare-cifar)  ## every CIFAR-10 run of the paper (DATASET=cifar100: the same on CIFAR-100) x SEEDS, then the figures
 	$(PY) scripts/train.py -m experiment=$(CIFAR_EXPERIMENTS) 'seed=range(0,$(SEEDS))' launcher=$(LAUNCHER) $(PROFILE_ARGS) $(ARGS)
@@ -82,12 +96,15 @@ figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from 
 	$(PY) scripts/make_figures.py --runs $(RUN_ROOT) --out $(FIGURES_OUT)
 
 # The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).
-DEMO_DATA := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),data=cifar10 data.root=$(CIFAR_ROOT),data=fashion_mnist)
-DEMO_LANDSCAPE := --grid 9 --line-points 9 --images 128# plain-56 and ResNet-56: one to two minutes on 2 idle CPU cores
+DEMO_DATASET := $(if $(wildcard $(CIFAR_ROOT)/cifar-10-batches-py),cifar10,fashion_mnist)
+DEMO_DATA := data=$(DEMO_DATASET) $(if $(filter cifar10,$(DEMO_DATASET)),data.root=$(CIFAR_ROOT))
+DEMO_OUT ?= results/demo# the demo's runs (DEMO_OUT/runs), figures, tables and report
+DEMO_RUNS = $(DEMO_OUT)/runs/demo_$(DEMO_DATASET)
+DEMO_LANDSCAPE ?= --grid 9 --line-points 9 --images 128# plain-56 and ResNet-56: one to two minutes on 2 idle CPU cores
 demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU (15-50 min on 2 cores, README): the degradation problem, then its fix
-	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) $(ARGS)
-	$(PY) scripts/loss_landscape.py --run results/demo/runs/demo/plain56/seed* results/demo/runs/demo/resnet56/seed* $(DEMO_LANDSCAPE)
-	$(MAKE) figures RUN_ROOT=results/demo/runs FIGURES_OUT=results/demo
+	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) run_root=$(DEMO_OUT)/runs $(ARGS)
+	$(PY) scripts/loss_landscape.py --run $(DEMO_RUNS)/plain56/seed* $(DEMO_RUNS)/resnet56/seed* $(DEMO_LANDSCAPE)
+	$(MAKE) figures RUN_ROOT=$(DEMO_OUT)/runs FIGURES_OUT=$(DEMO_OUT)
 
 model-table: venv  ## results/tables/architectures.md: layers, parameters and FLOPs against the paper
 	$(PY) scripts/model_table.py
@@ -100,8 +117,9 @@ NPROC ?= 1# ImageNet, LAUNCHER=local: processes (GPUs) per run through torchrun;
 TV_MODELS ?= resnet18 resnet34 resnet50 resnet101 resnet152
 TV_WEIGHTS ?= IMAGENET1K_V1# torchvision weights name (downloaded once) or a saved state_dict file
 ifeq ($(PROFILE),smoke)
-  # 20 iterations of batch 32 and 512 val images: checks the ImageNet pipeline end to end; the numbers mean nothing.
-  IMAGENET_PROFILE_ARGS := trainer.max_iters=20 trainer.eval_every=10 trainer.checkpoint_every=10 data.batch_size=32 data.limit_test=512 data.mean_images=512 run_root=$(RUN_ROOT)
+  # 20 iterations of batch 16 (a folder of 16 training images will do) and 512 val images: checks the ImageNet
+  # pipeline end to end; the numbers mean nothing.
+  IMAGENET_PROFILE_ARGS := trainer.max_iters=20 trainer.eval_every=10 trainer.checkpoint_every=10 data.batch_size=16 data.limit_test=512 data.mean_images=512 run_root=$(RUN_ROOT)
   IMAGENET_EVAL_ARGS := --limit 64
 else
   IMAGENET_PROFILE_ARGS := run_root=$(RUN_ROOT)

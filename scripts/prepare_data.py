@@ -11,9 +11,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", choices=sorted(CIFAR_FILES))
     parser.add_argument("--root", required=True, help="directory that will hold the unpacked archive")
+    parser.add_argument(
+        "--root-setting",
+        default="--root ",
+        help="how the command that was typed sets the root, for its error messages (make passes CIFAR_ROOT=)",
+    )
     args = parser.parse_args()
     for train in (True, False):
-        arrays = load_cifar(args.dataset, args.root, train=train, download=True)
+        arrays = load_cifar(args.dataset, args.root, train=train, download=True, root_setting=args.root_setting)
         print(f"{args.dataset} {'train' if train else 'test'}: {len(arrays)} images verified in {args.root}")
 
 

@@ -31,10 +31,9 @@ from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.errors import UserError
 from support.configs import resnet8_run
 from support.fake_data import CIFAR10_FOLDER, cifar10_command, write_md5_table
-from support.runs import child_env, run_command, train_command
+from support.runs import assert_one_line_error, child_env, run_command, train_command
 
 REPO = Path(__file__).resolve().parents[1]
-USER_ERROR_EXIT = 2
 
 
 def tiny(data_root: Path | str = "/usr/share/datasets/fashion-mnist") -> list[str]:
@@ -51,19 +50,6 @@ def train(
 ) -> subprocess.CompletedProcess:
     base = tiny(data_root) if data_root else tiny()
     return run_command([*(cmd or train_command()), *base, f"hydra.run.dir={run_dir}", *overrides], env, timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Non-zero exit, no traceback, exactly one `error:` line on stderr, the last one, holding every fragment."""
-    report = f"exit {result.returncode}\nstdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-3000:]}"
-    assert result.returncode == USER_ERROR_EXIT, report
-    assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr, report
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], report
-    for fragment in fragments:
-        assert fragment in errors[0], report
-    return errors[0]
 
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:

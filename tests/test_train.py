@@ -242,7 +242,7 @@ def test_the_main_job_smoke_profile(tmp_path, fashion_mnist_dir):
     nets = sorted(p.stem for p in (REPO / "configs" / "experiment" / "cifar10").glob("*.yaml"))  # one per paper net
     assert len(nets) == 11
     for net in nets:
-        summary = read_summary(out / "runs" / "cifar10" / net / "seed0")
+        summary = read_summary(out / "runs" / "fashion_mnist" / net / "seed0")  # the folder names the data set
         assert (summary["status"], summary["model"], summary["dataset"]) == ("complete", net, "fashion_mnist")
     report = (out / "REPORT.md").read_text()
     assert "11 complete runs of 11" in report

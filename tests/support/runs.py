@@ -41,6 +41,25 @@ def run_command(cmd: list[str], env: dict[str, str] | None = None, timeout: floa
     return subprocess.run(cmd, cwd=REPO, env=env or child_env(), capture_output=True, text=True, timeout=timeout)
 
 
+USER_ERROR_EXIT = 2
+# What make adds after a command of a recipe fails: "make: *** [Makefile:74: prepare-cifar] Error 2".
+MAKE_TRAILER = "make: *** ["
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit status 2, no traceback, exactly one `error:` line on stderr, the last one (or, under make, followed only
+    by make's own lines about the recipe that failed), holding every fragment."""
+    report = f"exit {result.returncode}\nstdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == USER_ERROR_EXIT, report
+    assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr, report
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(MAKE_TRAILER)]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], report
+    for fragment in fragments:
+        assert fragment in errors[0], report
+    return errors[0]
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

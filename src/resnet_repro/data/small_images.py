@@ -66,35 +66,62 @@ class ImageArrays:
         return len(self.labels)
 
 
-def load_cifar(name: str, root: str | Path, train: bool, download: bool = False) -> ImageArrays:
+def load_cifar(
+    name: str, root: str | Path, train: bool, download: bool = False, root_setting: str = "data.root="
+) -> ImageArrays:
     """CIFAR: the decoded copy if the files are as torchvision verified them (see the module docstring), else through
-    torchvision's dataset class (download, MD5 checksums), keeping a decoded copy for the next run."""
+    torchvision's dataset class (download, MD5 checksums), keeping a decoded copy for the next run. `root_setting`
+    names `root` in an error the way the command that was typed sets it (data.root= for training, CIFAR_ROOT= for
+    make)."""
     folder = Path(root) / CIFAR_FILES[name][0]
     cache = folder / DECODED_FILE.format(split="train" if train else "test")
     before = file_signature(name, root)
     if before is not None and (arrays := read_decoded(cache, before)) is not None:
         return arrays
-    arrays = decode_cifar(name, root, train, download)
+    arrays = decode_cifar(name, root, train, download, root_setting)
     signature = file_signature(name, root)
     if signature is not None and (before is None or signature == before):  # not changed while torchvision read them
         write_decoded(cache, arrays, signature)
     return arrays
 
 
-def decode_cifar(name: str, root: str | Path, train: bool, download: bool) -> ImageArrays:
+# Seconds a download waits for the network at each step: without network it fails in seconds, not minutes.
+DOWNLOAD_TIMEOUT_S = 10
+
+
+def decode_cifar(
+    name: str, root: str | Path, train: bool, download: bool, root_setting: str = "data.root="
+) -> ImageArrays:
     """CIFAR through torchvision's dataset class, which downloads it and verifies every file's MD5 checksum."""
+    import socket
+
     import torchvision  # here: its import costs seconds, and a run that reads the decoded copy needs none of it
 
     dataset_class = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[name]
+    archive = Path(root) / dataset_class.filename
+    archive_was_there, timeout = archive.exists(), socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         dataset = dataset_class(str(root), train=train, download=download)
     except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted."; OSError: no network
+        if download and not archive_was_there:
+            archive.unlink(missing_ok=True)  # a download cut short: nothing half-written stays behind
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        where = f"{archive.name} (from {dataset_class.url})"
+        if download:
+            remedy = (
+                f"put {where} in {root} and run the same command again, or use {root_setting}DIR for a folder "
+                f"that holds it (as downloaded, or unpacked)"
+            )
+        else:
+            remedy = (
+                f"put {where} in {root} and unpack it there, or use {root_setting}DIR for a folder that holds it, "
+                f"or pass data.download=true on a machine with network"
+            )
         folder = Path(root) / dataset_class.base_folder
-        err = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(
-            f"{name} not found or corrupted in {folder} ({err}): put {dataset_class.filename} from "
-            f"{dataset_class.url} in {root} and unpack it there, or pass data.download=true on a machine with network"
-        ) from None
+        raise UserError(f"{name} not found or corrupted in {folder} ({reason}): {remedy}") from None
+    finally:
+        socket.setdefaulttimeout(timeout)
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
     return ImageArrays(images, torch.tensor(dataset.targets, dtype=torch.int64))
 

@@ -1,0 +1,383 @@
+"""The README's commands as a user types them, run for real (small overrides only).
+
+`make reproduce-cifar` runs in a copy of the checkout (tests/support/checkout.py), with its default paths, on a
+generated CIFAR archive that a local HTTP server hands to torchvision's own download, extraction and checksum
+verification (tests/support/cifar_server.py): the prepare step, the sweep, the figures and the report all run as on
+the real data set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from resnet_repro.data.small_images import DOWNLOAD_TIMEOUT_S
+from support import REPO
+from support.checkout import copy_checkout
+from support.cifar_server import closed_port_url, make_archive, redirect_env, serve, silent_server
+from support.runs import assert_one_line_error, child_env, read_summary
+
+SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
+# The sweep's overrides for a test: a few iterations of a small batch on the generated set (250 training images).
+TINY_ARGS = "ARGS=trainer.max_iters=4 trainer.eval_every=2 trainer.checkpoint_every=2 data.batch_size=16"
+NEEDS_VENV = pytest.mark.skipif(
+    not (REPO / ".venv" / ".installed").exists(),
+    reason="runs the Makefile, which uses the virtual environment that `make test` builds",
+)
+
+
+def make(checkout: Path, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The generated CIFAR-10 and CIFAR-100 archives, and torchvision's attributes that describe them."""
+    folder = tmp_path_factory.mktemp("archives")
+    return {dataset: make_archive(dataset, folder) for dataset in ("cifar10", "cifar100")}
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    return copy_checkout(tmp_path / "checkout")
+
+
+# ----- every script starts ------------------------------------------------------------------------------------------
+# Every script run with --help, each as __main__ in one process (torch is imported once): the scripts that fail.
+HELP_ALL = """
+import contextlib, io, runpy, sys
+for script in sys.argv[1:]:
+    sys.argv, out = [script, "--help"], io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            runpy.run_path(script, run_name="__main__")
+        print(f"{script}: returned without printing its help and exiting")
+    except SystemExit as stop:
+        if stop.code not in (0, None) or not out.getvalue().strip():
+            print(f"{script}: exit {stop.code}, {out.getvalue()[:200]!r}")
+    except BaseException as err:
+        print(f"{script}: {type(err).__name__}: {err}")
+"""
+
+
+def test_every_script_answers_help():
+    """`python scripts/X.py --help` for every script: a broken import fails here in seconds."""
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_ALL, *(f"scripts/{s}" for s in SCRIPTS)],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stdout == "", output(result)
+
+
+# ----- make reproduce-cifar -----------------------------------------------------------------------------------------
+@pytest.mark.slow
+@NEEDS_VENV
+def test_reproduce_cifar_downloads_trains_and_reports(checkout, archives, tmp_path):
+    """`make reproduce-cifar` on a machine without CIFAR-10: torchvision downloads the archive and verifies it, the
+    sweep trains, the figures and the report are written; the same command again downloads nothing, skips the
+    complete runs and says so."""
+    with serve(archives["cifar10"][0].parent) as (url, requests):
+        env = child_env(**redirect_env(tmp_path / "sources.json", url, archives))
+        command = ["reproduce-cifar", "SEEDS=1", "NETS=plain20,resnet20", TINY_ARGS]
+        first = make(checkout, *command, env=env)
+        assert first.returncode == 0, output(first)
+        downloads = len(requests)
+        assert set(requests) == {"/cifar-10-python.tar.gz"}  # torchvision asks once for redirects, then downloads
+        for net in ("plain20", "resnet20"):
+            summary = read_summary(checkout / "results" / "runs" / "cifar10" / net / "seed0")
+            assert (summary["status"], summary["dataset"], summary["iters"]) == ("complete", "cifar10", 4)
+        assert (checkout / "data" / "cifar10" / "cifar-10-batches-py" / "decoded-v1-train.npz").exists()
+        assert "2 complete runs of 2" in (checkout / "results" / "REPORT.md").read_text()
+        for figure in ("fig1", "fig6"):
+            assert (checkout / "results" / "figures" / f"{figure}.png").stat().st_size > 0
+
+        again = make(checkout, *command, env=env)
+        assert again.returncode == 0, output(again)
+        assert len(requests) == downloads  # nothing downloaded again
+        assert (again.stdout + again.stderr).count("already complete") == 2, output(again)
+
+
+@pytest.mark.slow
+@NEEDS_VENV
+def test_reproduce_cifar100_downloads_and_trains(checkout, archives, tmp_path):
+    """`make reproduce-cifar DATASET=cifar100`: the CIFAR-100 archive through the same path, into data/cifar100."""
+    with serve(archives["cifar100"][0].parent) as (url, requests):
+        env = child_env(**redirect_env(tmp_path / "sources.json", url, archives))
+        result = make(checkout, "reproduce-cifar", "DATASET=cifar100", "SEEDS=1", "NETS=resnet20", TINY_ARGS, env=env)
+    assert result.returncode == 0, output(result)
+    assert set(requests) == {"/cifar-100-python.tar.gz"}
+    summary = read_summary(checkout / "results" / "runs" / "cifar100" / "resnet20" / "seed0")
+    assert (summary["status"], summary["dataset"]) == ("complete", "cifar100")
+    assert (checkout / "results" / "REPORT.md").exists()
+
+
+@pytest.mark.slow
+@NEEDS_VENV
+def test_reproduce_cifar_on_an_unpacked_copy_needs_no_network(checkout, archives, tmp_path):
+    """CIFAR-10 already unpacked in CIFAR_ROOT: verified there, not downloaded (nothing listens at the URL)."""
+    root = tmp_path / "my-cifar"
+    with tarfile.open(archives["cifar10"][0]) as tar:
+        tar.extractall(root, filter="data")
+    env = child_env(**redirect_env(tmp_path / "sources.json", closed_port_url(), archives))
+    result = make(checkout, "reproduce-cifar", f"CIFAR_ROOT={root}", "SEEDS=1", "NETS=resnet20", TINY_ARGS, env=env)
+    assert result.returncode == 0, output(result)
+    assert "verified" in result.stdout, output(result)
+    summary = read_summary(checkout / "results" / "runs" / "cifar10" / "resnet20" / "seed0")
+    assert summary["status"] == "complete" and json.loads(json.dumps(summary))["dataset"] == "cifar10"
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+@NEEDS_VENV
+def test_prepare_cifar_takes_an_archive_placed_by_hand(checkout, archives, tmp_path, dataset):
+    """The archive put in data/<dataset> by hand (the README's second way): unpacked and verified, no network."""
+    archive = archives[dataset][0]
+    (checkout / "data" / dataset).mkdir(parents=True)
+    shutil.copy(archive, checkout / "data" / dataset / archive.name)
+    env = child_env(**redirect_env(tmp_path / "sources.json", closed_port_url(), archives))
+    result = make(checkout, "prepare-cifar", f"DATASET={dataset}", env=env)
+    assert result.returncode == 0, output(result)
+    assert f"{dataset} train:" in result.stdout and f"{dataset} test:" in result.stdout, output(result)
+
+
+@NEEDS_VENV
+def test_reproduce_cifar_without_network_is_one_error_line(checkout, archives, tmp_path):
+    """No data and no network: one `error:` line that says where to put the archive or how to point CIFAR_ROOT at a
+    copy, exit 2, in seconds; no half-downloaded file stays behind."""
+    env = child_env(**redirect_env(tmp_path / "sources.json", closed_port_url(), archives))
+    result = make(checkout, "reproduce-cifar", env=env, timeout=120)
+    assert_one_line_error(result, "cifar10 not found", "cifar-10-python.tar.gz", "data/cifar10", "CIFAR_ROOT=DIR")
+    assert not (checkout / "results" / "runs").exists()
+
+
+@pytest.mark.slow
+@NEEDS_VENV
+def test_a_network_that_hangs_fails_within_the_download_timeout(checkout, archives, tmp_path):
+    """A server that accepts and never answers: the download gives up after DOWNLOAD_TIMEOUT_S, not minutes."""
+    with silent_server() as url:
+        env = child_env(**redirect_env(tmp_path / "sources.json", url, archives))
+        start = time.monotonic()
+        result = make(checkout, "prepare-cifar", env=env, timeout=120)
+        elapsed = time.monotonic() - start
+    assert_one_line_error(result, "cifar10 not found", "timed out", "CIFAR_ROOT=DIR")
+    assert elapsed < 4 * DOWNLOAD_TIMEOUT_S, elapsed
+    assert not (checkout / "data" / "cifar10" / "cifar-10-python.tar.gz").exists()
+
+
+def wall_time_snippet() -> str:
+    """The README's Python snippet that computes a sweep's wall time from the runs' records."""
+    block = re.search(r'```bash\n\.venv/bin/python -c "\n(.*?)"\n```', (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md no longer shows the wall-time snippet: update this test"
+    return block.group(1)
+
+
+@pytest.mark.slow
+@NEEDS_VENV
+def test_the_wall_time_snippet_reads_the_runs_of_reproduce_cifar(checkout, archives, tmp_path):
+    """`make reproduce-cifar` on an unpacked copy, then the README's wall-time snippet on its records."""
+    root = tmp_path / "my-cifar"
+    with tarfile.open(archives["cifar10"][0]) as tar:
+        tar.extractall(root, filter="data")
+    env = child_env(**redirect_env(tmp_path / "sources.json", closed_port_url(), archives))
+    result = make(checkout, "reproduce-cifar", f"CIFAR_ROOT={root}", "SEEDS=1", "NETS=resnet20", TINY_ARGS, env=env)
+    assert result.returncode == 0, output(result)
+    wall_s = read_summary(checkout / "results" / "runs" / "cifar10" / "resnet20" / "seed0")["wall_s"]
+    snippet = subprocess.run(
+        [".venv/bin/python", "-c", wall_time_snippet()], cwd=checkout, capture_output=True, text=True, env=env
+    )
+    assert snippet.returncode == 0, snippet.stderr
+    assert snippet.stdout.splitlines() == [
+        f"1 runs on 1 GPU(s): {wall_s / 3600:.1f} h",
+        f"1 runs on 8 GPU(s): {wall_s / 3600:.1f} h",
+    ]
+
+
+# ----- the other make targets ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+@NEEDS_VENV
+def test_make_demo(checkout, fashion_mnist_dir):
+    """`make demo` at a small scale (a few iterations, a 3x3 landscape): Fashion-MNIST without CIFAR-10, the four nets,
+    the loss landscapes of the 56-layer nets, the figures and the report, in results/demo of the checkout."""
+    result = make(
+        checkout,
+        "demo",
+        f"{TINY_ARGS} data.limit_test=64",
+        "DEMO_LANDSCAPE=--grid 3 --line-points 3 --images 16",
+        env=child_env(),
+    )
+    assert result.returncode == 0, output(result)
+    demo = checkout / "results" / "demo"
+    for net in ("plain20", "plain56", "resnet20", "resnet56"):
+        summary = read_summary(demo / "runs" / "demo_fashion_mnist" / net / "seed0")
+        assert (summary["status"], summary["dataset"], summary["iters"]) == ("complete", "fashion_mnist", 4)
+    for net in ("plain56", "resnet56"):
+        assert (demo / "runs" / "demo_fashion_mnist" / net / "seed0" / "landscape" / "line.csv").exists()
+    assert "4 complete runs of 4" in (demo / "REPORT.md").read_text()
+
+
+@NEEDS_VENV
+def test_make_model_table_writes_the_committed_table(checkout):
+    """`make model-table` rewrites results/tables/architectures.md: the committed file is what the code gives."""
+    committed = (checkout / "results" / "tables" / "architectures.md").read_text()
+    (checkout / "results" / "tables" / "architectures.md").unlink()
+    result = make(checkout, "model-table", env=child_env())
+    assert result.returncode == 0, output(result)
+    assert (checkout / "results" / "tables" / "architectures.md").read_text() == committed
+
+
+@NEEDS_VENV
+def test_make_figures_without_runs_is_one_error_line(checkout):
+    """`make figures` on a fresh clone (no runs yet): one `error:` line that says to train first, exit 2."""
+    result = make(checkout, "figures", env=child_env())
+    assert_one_line_error(result, "no run records", "make reproduce-cifar")
+    assert not (checkout / "results" / "REPORT.md").exists()
+
+
+@NEEDS_VENV
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["reproduce-cifar", "DATASET=cifar1000"], ["DATASET=cifar1000 is unknown", "DATASET=cifar100"]),
+        (["reproduce-cifar", "PROFILE=fast"], ["PROFILE=fast is unknown", "PROFILE=smoke"]),
+        (["reproduce-cifar", "NETS=resnet21"], ["NETS=resnet21", "resnet20"]),
+        (["reproduce-imagenet"], ["DATA=DIR is required"]),
+        (["reproduce-imagenet", "DATA=/nonexistent"], ["/nonexistent/val does not exist"]),
+        (["evaluate-torchvision"], ["DATA=DIR is required"]),
+        (["gpu-check"], ["no CUDA GPU here", "--dry-run"]),
+    ],
+    ids=["dataset", "profile", "nets", "imagenet-no-data", "imagenet-missing-folder", "torchvision-no-data", "no-gpu"],
+)
+def test_make_targets_refuse_bad_input_in_one_line(checkout, args, fragments):
+    """A bad variable, a missing data set or a missing GPU: one `error:` line that says what to do, exit 2."""
+    assert_one_line_error(make(checkout, *args, env=child_env(), timeout=120), *fragments)
+
+
+# ----- one training run, then what the README offers on it ----------------------------------------------------------
+@pytest.mark.slow
+@NEEDS_VENV
+def test_one_run_then_its_evaluation_and_landscape(checkout, archives, tmp_path):
+    """`python scripts/train.py model=resnet56 seed=1` (CIFAR-10 unpacked in data/cifar10; a few iterations), then
+    `python scripts/evaluate.py --run DIR` and `python scripts/loss_landscape.py --run DIR` on it, as typed."""
+    with tarfile.open(archives["cifar10"][0]) as tar:
+        tar.extractall(checkout / "data" / "cifar10", filter="data")
+    env = child_env(**redirect_env(tmp_path / "sources.json", closed_port_url(), archives))
+    python = [str(checkout / ".venv" / "bin" / "python")]
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*python, *argv], cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+
+    small = ["trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2", "data.batch_size=16"]
+    trained = run("scripts/train.py", "model=resnet56", "seed=1", *small)
+    assert trained.returncode == 0, output(trained)
+    run_dir = Path("results/runs/default/resnet56/seed1")
+    summary = read_summary(checkout / run_dir)
+    assert (summary["status"], summary["model"], summary["seed"], summary["dataset"]) == (
+        "complete",
+        "resnet56",
+        1,
+        "cifar10",
+    )
+    evaluated = run("scripts/evaluate.py", "--run", str(run_dir))
+    assert evaluated.returncode == 0, output(evaluated)
+    assert (checkout / run_dir / "eval.json").exists()
+    landscape = run("scripts/loss_landscape.py", "--run", str(run_dir), "--grid", "3", "--line-points", "3")
+    assert landscape.returncode == 0, output(landscape)
+    assert (checkout / run_dir / "landscape" / "surface.csv").exists()
+    printed = run("scripts/train.py", "model=resnet56", "seed=1", "--cfg", "job")
+    assert printed.returncode == 0 and "name: resnet56" in printed.stdout, output(printed)
+
+
+# ----- every command of the README and docs/ has its test -----------------------------------------------------------
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S+ )*(?:make|python|\.venv/bin/python|ray) ")
+# A command as the docs show it -> the tests that run it, or why it cannot run here.
+CANNOT_RUN = "cannot run here: "
+TESTED_BY = {
+    "make reproduce-cifar": ["test_commands.py::test_reproduce_cifar_downloads_trains_and_reports"],
+    "make test": [
+        CANNOT_RUN + "the suite itself; .ci/run runs it (test_setup.py::test_ci_runs_the_readme_test_command)"
+    ],
+    "make reproduce-cifar PROFILE=smoke": ["test_train.py::test_the_main_job_smoke_profile"],
+    "make reproduce-cifar DATASET=cifar100": ["test_commands.py::test_reproduce_cifar100_downloads_and_trains"],
+    "make demo": ["test_commands.py::test_make_demo"],
+    "make figures": [
+        "test_commands.py::test_reproduce_cifar_downloads_trains_and_reports",
+        "test_commands.py::test_make_demo",
+        "test_commands.py::test_make_figures_without_runs_is_one_error_line",
+    ],
+    "make model-table": ["test_commands.py::test_make_model_table_writes_the_committed_table"],
+    "python scripts/model_table.py": ["test_commands.py::test_make_model_table_writes_the_committed_table"],
+    "python scripts/train.py model=resnet56 seed=1": [
+        "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
+    ],
+    "python scripts/train.py model=resnet56 seed=2": [
+        "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
+    ],
+    "python scripts/evaluate.py --run DIR": ["test_commands.py::test_one_run_then_its_evaluation_and_landscape"],
+    "python scripts/loss_landscape.py --run DIR [DIR ...]": [
+        "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
+    ],
+    '.venv/bin/python -c "': ["test_commands.py::test_the_wall_time_snippet_reads_the_runs_of_reproduce_cifar"],
+    "make gpu-check FASHION_MNIST=DIR": [
+        CANNOT_RUN + "needs a GPU; its refusal on a CPU and its dry run are tested",
+        "test_commands.py::test_make_targets_refuse_bad_input_in_one_line",
+        "test_gpu_check.py::test_dry_run_writes_its_json_and_markdown",
+    ],
+    "python scripts/gpu_check.py --dry-run": ["test_gpu_check.py::test_dry_run_writes_its_json_and_markdown"],
+    "mkdir -p train val": [CANNOT_RUN + "unpacking the ImageNet archives, which cannot be downloaded here"],
+    "tar -xf ILSVRC2012_img_train.tar -C train": [CANNOT_RUN + "ImageNet's archives cannot be downloaded here"],
+    "tar -xf ILSVRC2012_img_val.tar -C val": [CANNOT_RUN + "ImageNet's archives cannot be downloaded here"],
+    "(cd train && for f in *.tar; do d=${f%.tar}; mkdir -p $d && tar -xf $f -C $d && rm $f; done)": [
+        CANNOT_RUN + "ImageNet's archives cannot be downloaded here"
+    ],
+    "make ... LAUNCHER=ray": [CANNOT_RUN + "a pattern for any make target, not a command"],
+    "CUDA_VISIBLE_DEVICES=0,1,2,3 make ...": [CANNOT_RUN + "a pattern for any make target, not a command"],
+}
+
+
+def documented_commands() -> dict[str, str]:
+    """Every command README.md and docs/ show: the lines of their bash blocks (a multi-line `python -c "` as its
+    first line) and inline code that starts like a command, each with the file it is in."""
+    found = {}
+    for doc in DOCS:
+        text = doc.read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            lines = iter(re.sub(r"\\\n\s*", " ", block).splitlines())
+            for line in lines:
+                command = re.split(r"\s+#", line)[0].strip()
+                if command.endswith('-c "'):  # a multi-line program: skip to its closing quote
+                    next(line for line in lines if line.rstrip().endswith('"'))
+                if command and not command.startswith("#"):
+                    found.setdefault(" ".join(command.split()), doc.name)
+        for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+            if COMMAND_START.match(span):
+                found.setdefault(" ".join(span.split()), doc.name)
+    return found
+
+
+def test_every_documented_command_has_a_test():
+    """A command added to README.md or docs/ must name the test that runs it as typed (or why it cannot run here);
+    every test named here must exist."""
+    missing = {command: doc for command, doc in documented_commands().items() if command not in TESTED_BY}
+    assert not missing, f"commands the docs show without a test in TESTED_BY: {missing}"
+    for tests in TESTED_BY.values():
+        for test in tests:
+            if test.startswith(CANNOT_RUN):
+                continue
+            file, name = test.split("::")
+            assert re.search(rf"^def {re.escape(name)}\(", (REPO / "tests" / file).read_text(), re.M), test
