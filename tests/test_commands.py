@@ -256,7 +256,7 @@ def test_make_figures_without_runs_is_one_error_line(checkout):
         (["reproduce-cifar", "PROFILE=fast"], ["PROFILE=fast is unknown", "PROFILE=smoke"]),
         (["reproduce-cifar", "NETS=resnet21"], ["NETS=resnet21", "resnet20"]),
         (["reproduce-imagenet"], ["DATA=DIR is required"]),
-        (["reproduce-imagenet", "DATA=/nonexistent"], ["/nonexistent/val does not exist"]),
+        (["reproduce-imagenet", "DATA=no-such-folder"], ["no-such-folder/val does not exist"]),
         (["evaluate-torchvision"], ["DATA=DIR is required"]),
         (["gpu-check"], ["no CUDA GPU here", "--dry-run"]),
     ],

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -205,6 +207,18 @@ def test_configuration_errors(imagenet_root, tmp_path):
         config.load(config.TrainConfig(data=small_cfg(imagenet_root, crop_size=48)))
     with pytest.raises(ValidationError, match="mean_pixel, mean_std"):  # a closed choice: refused at composition
         OmegaConf.merge(OmegaConf.structured(config.TrainConfig), {"data": {"normalize": "zca"}})
+
+
+def test_loader_workers_fit_the_cpus_and_a_batch_larger_than_the_folder_is_refused_first(tmp_path):
+    from resnet_repro.data.imagenet import loader_workers
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 0 <= loader_workers(None) < usable and loader_workers(None) <= 8  # the default (data.num_workers=null)
+    assert loader_workers(3) == 3
+    root = make_image_folder(tmp_path / "imagenet")
+    with pytest.raises(UserError, match=r"data\.batch_size=32 is larger than the 18 training images"):
+        ImageNetData(small_cfg(root, batch_size=32), CPU, seed=0)
+    assert not list(root.glob("mean_image_*.pt"))  # refused before the per-pixel mean is computed and cached
 
 
 # ----- the test protocols --------------------------------------------------------------------------------------
@@ -433,6 +447,50 @@ def test_torchvision_weights_under_the_paper_protocols(imagenet_root, tmp_path):
     with pytest.raises(SystemExit) as err:  # a weights name torchvision does not know: a one-line error
         evaluate.main(["--torchvision", "resnet18", "--weights", "IMAGENET1K_V9", "--data-root", str(imagenet_root)])
     assert err.value.code == 2
+
+
+def test_torchvision_records_keep_the_repository_clean(imagenet_root, tmp_path, monkeypatch):
+    """`make evaluate-torchvision` writes results/imagenet_torchvision/<model>.json below where it runs (here a
+    stand-in for the checkout): a folder that git ignores, in a record that names no machine path, so that
+    test_hygiene's scan holds after it."""
+    import torchvision
+
+    from resnet_repro.engine.evaluate import TORCHVISION_OUT
+    from test_hygiene import foreign_paths
+
+    torch.manual_seed(0)
+    weights = tmp_path / "downloads" / "resnet18_weights.pth"
+    weights.parent.mkdir()
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    load_script("evaluate").main(
+        ["--torchvision", "resnet18", "--weights", str(weights), "--data-root", str(imagenet_root)]
+        + ["--data", "scale_min=40", "--data", "crop_size=32", "--protocols", "center", "--workers", "0"]
+    )
+    record = TORCHVISION_OUT / "resnet18.json"
+    text = (checkout / record).read_text()
+    assert foreign_paths(text) == [], text
+    saved = json.loads(text)
+    assert saved["data_root"] == imagenet_root.name and saved["weights"]["resnet18_weights"]["source"] == weights.name
+    assert subprocess.run(["git", "check-ignore", "-q", str(record)], cwd=REPO).returncode == 0, f"{record} not ignored"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(), reason="make uses the .venv that `make test` builds")
+def test_the_smoke_profile_fits_a_tiny_folder_and_this_machine(imagenet_root, tmp_path):
+    """`make reproduce-imagenet PROFILE=smoke` on the tests' folder (18 training images; one row of Table 2, 32x32
+    crops): its batch fits the folder and the loader's workers fit this machine's CPUs, so no warning is printed."""
+    result = run_command(
+        ["make", "reproduce-imagenet", "PROFILE=smoke", f"DATA={imagenet_root}", f"SMOKE_OUT={tmp_path}"]
+        + ["IMAGENET_ROWS=resnet18", "IMAGENET_PROTOCOLS=center,10crop", "ARGS=" + " ".join(SMALL_OVERRIDES)],
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
+    summary = read_summary(tmp_path / "runs" / "imagenet" / "resnet18" / "seed0")
+    assert summary["status"] == "complete" and set(summary["eval_limited"]) == {"center", "10crop"}  # --limit 64
 
 
 # ----- DDP ----------------------------------------------------------------------------------------------------------

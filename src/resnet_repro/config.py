@@ -65,7 +65,9 @@ class DataConfig:
     limit_train: int = 0  # keep only the first N training images (0 = all); smoke runs and tests only
     limit_test: int = 0  # evaluate on the first N test (and validation) images (0 = all); smoke runs and tests only
     # ImageNet only
-    num_workers: int = 8  # DataLoader worker processes per training process (decoding and resizing run there)
+    # DataLoader worker processes per training process (decoding and resizing run there); null: one fewer than the
+    # CPUs this process may use (its affinity), at most 8, so that a small machine is not oversubscribed
+    num_workers: int | None = None
     normalize: Normalize = (
         Normalize.mean_pixel
     )  # mean_pixel: subtract the per-pixel mean (paper) | mean_std: torchvision's
@@ -213,7 +215,6 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
     for key in (
         "data.limit_train",
         "data.limit_test",
-        "data.num_workers",
         "data.mean_images",
         "seed",
         "optim.weight_decay",
@@ -222,6 +223,10 @@ def check_invariants(cfg: TrainConfig, processes: int = 1) -> None:
         "schedule.min_lr",
     ):
         require(value(key) >= 0, f"{key}={value(key)}: must be 0 or more")
+    require(
+        data.num_workers is None or data.num_workers >= 0,
+        f"data.num_workers={data.num_workers}: must be 0 or more (null: chosen from the CPUs)",
+    )
     require(optim.lr > 0, f"optim.lr={optim.lr}: the learning rate must be greater than 0 (paper: 0.1)")
     require(0 <= optim.momentum < 1, f"optim.momentum={optim.momentum}: choose a value in [0, 1) (paper: 0.9)")
     require(not optim.nesterov or optim.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")

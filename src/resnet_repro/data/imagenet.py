@@ -27,7 +27,8 @@ subset of `mean_images` training images (10k by default, seed 0, the same for ev
 cached as a file in data.root (or ~/.cache/resnet_repro when data.root is not writable). Inputs of another size
 (the multi-scale test) subtract the mean image bilinearly resized to their size.
 
-Decoding: libjpeg-turbo through torchvision.io in the DataLoader workers (PIL as a fallback for odd files).
+Decoding: libjpeg-turbo through torchvision.io in the DataLoader workers (PIL as a fallback for odd files);
+data.num_workers of them, by default one fewer than the CPUs this process may use, at most 8 (loader_workers).
 data.gpu_decode=true instead has the workers read the file bytes and decodes whole batches on the GPU with
 torchvision.io.decode_jpeg(device="cuda") (nvJPEG), then resizes and crops there: the same random views, but
 not bit-identical pixels (other decoder, other resize kernels).
@@ -234,6 +235,15 @@ def _scan(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return dataset.classes, paths, labels
 
 
+def loader_workers(requested: int | None) -> int:
+    """DataLoader workers: data.num_workers, or for null one fewer than the CPUs this process may use (the main
+    process needs one), at most 8 (more rarely speeds up one GPU's input)."""
+    if requested is not None:
+        return requested
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(8, cpus - 1)
+
+
 def _dist_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -257,6 +267,7 @@ class ImageNetData:
             cfg = DataConfig(**OmegaConf.to_container(cfg, resolve=True))
         self.cfg, self.device, self.seed, self.rank, self.world_size = cfg, device, seed, rank, world_size
         self.root = Path(cfg.root).expanduser()
+        self.num_workers = loader_workers(cfg.num_workers)
 
         classes, val_paths, val_labels = _scan(self.root / "val")
         keep = _subset(len(val_labels), cfg.limit_test)
@@ -269,6 +280,13 @@ class ImageNetData:
         self.train_size, self.batches_per_epoch = 0, 0
         if train:
             self._load_train()
+            if cfg.batch_size > self.train_size:  # before the per-pixel mean is computed and cached
+                raise UserError(
+                    f"data.batch_size={cfg.batch_size} is larger than the {self.train_size} training images in "
+                    f"{self.root / 'train'}: set data.batch_size={self.train_size} or less"
+                )
+        chosen = "null: from the CPUs" if cfg.num_workers is None else cfg.num_workers
+        log.info("%d DataLoader workers (data.num_workers=%s)", self.num_workers, chosen)
         self.mean = self._mean_image() if cfg.normalize == "mean_pixel" else None
         self._epoch, self._order = -1, None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
@@ -378,7 +396,7 @@ class ImageNetData:
         loader = DataLoader(
             files,
             batch_sampler=batches,
-            num_workers=self.cfg.num_workers,
+            num_workers=self.num_workers,
             collate_fn=collate,
             generator=torch.Generator(),
         )  # its own: never draws from the global RNG (weight init)
@@ -405,7 +423,7 @@ class ImageNetData:
         return [(i, sample_seed(self.seed, iteration, lo + k)) for k, i in enumerate(index)]
 
     def _loader(self, files: Dataset, batch_sampler, persistent: bool) -> DataLoader:
-        workers = self.cfg.num_workers
+        workers = self.num_workers
         return DataLoader(
             files,
             batch_sampler=batch_sampler,
@@ -507,6 +525,7 @@ class ImageNetData:
 __all__ = [
     "ImageNetData",
     "ImageFiles",
+    "loader_workers",
     "IterationBatches",
     "decode_rgb",
     "train_view",

@@ -1,4 +1,11 @@
-"""ImageNet test protocols of the paper, for a trained run or for torchvision's released weights.
+"""The paper's test protocols, for a trained run or for torchvision's released weights.
+
+CIFAR-10, CIFAR-100 and Fashion-MNIST runs (`single`): the whole test set (data.limit_test of the run is ignored),
+each image once as it is, normalized as in training: the trainer's own evaluation, for checkpoints/last.pt (the
+paper's number) and checkpoints/best.pt (selected on the validation error, or on the training error with
+data.split=full). Top-1 error and the mean negative log-likelihood; results under "eval" as "last" and "best".
+
+ImageNet runs, and torchvision's weights:
 
 - center: the shorter side resized to data.scale_min (256), one crop_size (224) center crop.
 - 10crop (Tables 2, 3): the four corner crops and the center crop of that 256 image, and their mirror images.
@@ -10,6 +17,7 @@
 In each protocol the softmax probabilities of the views of an image are averaged (not the logits), and top-1 /
 top-5 errors are those of the averaged probabilities. Results go to a run's eval.json and summary.json ("eval",
 or "eval_limited" for --limit evaluations), or for torchvision's weights to results/imagenet_torchvision/<model>.json.
+Records name files relative to the run directory, or the working directory, never by a machine's absolute path.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +40,13 @@ from . import records
 from .checkpoint import load_checkpoint
 from .distributed import resolve_device
 from .metrics import top1_top5_wrong
-from .run_dir import RunDirectory
+from .run_dir import LOCK_NAME, RunDirectory, is_live
 from .setup import autocast
 
 log = logging.getLogger("resnet_repro.evaluate")
 
-PROTOCOLS = ("center", "10crop", "multiscale")
+PROTOCOLS = ("center", "10crop", "multiscale")  # ImageNet's
+SINGLE = "single"  # CIFAR and Fashion-MNIST: each test image once, as the trainer evaluates it
 PAPER_SCALES = (224, 256, 384, 480, 640)  # Table 4: shorter side of the whole image
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # IMAGENET1K_V1: the classic recipe (90 epochs, step lr), the closest to the paper; DEFAULT is V2 for resnet50+.
@@ -103,9 +112,12 @@ def predict(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(averaged softmax probabilities N,K, labels N) for each batch of this process's shard of `split`."""
     device = device or data.device
-    crop = data.cfg.crop_size
-    forward = _Forward(model, device, options.precision, max_pixels=data.cfg.eval_batch_size * crop * crop)
-    if protocol == "center":
+    _, height, width = data.input_size
+    forward = _Forward(model, device, options.precision, max_pixels=data.cfg.eval_batch_size * height * width)
+    if protocol == SINGLE:
+        for images, labels in data.eval_batches(split):
+            yield forward.probs(images), labels
+    elif protocol == "center":
         for images, labels in data.view_batches(split, "center"):
             yield forward.probs(images), labels
     elif protocol == "10crop":
@@ -165,24 +177,24 @@ def evaluate_protocol(
     nll, wrong1, wrong5, count = sums.tolist()
     if not count:
         raise UserError(f"no images to evaluate in {split}")
-    result = {
-        "top1_err": wrong1 / count,
-        "top5_err": wrong5 / count,
-        "nll": nll / count,
-        "images": int(count),
-        "averaged": "softmax",
-        "wall_s": time.perf_counter() - t0,
-    }
+    result = {"top1_err": wrong1 / count, "top5_err": wrong5 / count, "nll": nll / count, "images": int(count)}
+    if not data.report_top5:  # as in the trainer's records: ImageNet only
+        del result["top5_err"]
+    result["wall_s"] = time.perf_counter() - t0
     cfg = data.cfg
-    if protocol in ("center", "10crop"):
-        result.update(views_per_image=1 if protocol == "center" else 10, resize=cfg.scale_min, crop=cfg.crop_size)
+    if protocol == SINGLE:
+        result["views_per_image"] = 1
     else:
-        result.update(
-            views_per_image=len(options.scales) * (2 if options.flip else 1),
-            scales=list(options.scales),
-            flip=options.flip,
-        )
-    result["normalize"] = cfg.normalize
+        result["averaged"] = "softmax"
+        if protocol in ("center", "10crop"):
+            result.update(views_per_image=1 if protocol == "center" else 10, resize=cfg.scale_min, crop=cfg.crop_size)
+        else:
+            result.update(
+                views_per_image=len(options.scales) * (2 if options.flip else 1),
+                scales=list(options.scales),
+                flip=options.flip,
+            )
+        result["normalize"] = cfg.normalize
     if options.limit:
         result["limit"] = options.limit
     return result
@@ -207,8 +219,6 @@ def evaluate_model(model: torch.nn.Module, data, options: EvalOptions) -> dict[s
 
 def _data_config(base: dict[str, Any], options: EvalOptions, device: torch.device, **overrides) -> DataConfig:
     cfg = DataConfig(**{**base, **overrides})
-    if cfg.name != "imagenet":
-        raise UserError(f"the test protocols are ImageNet's; this run's data set is {cfg.name}")
     cfg.limit_test = options.limit
     if options.num_workers is not None:
         cfg.num_workers = options.num_workers
@@ -227,40 +237,78 @@ def evaluate_run(
     checkpoint: str | Path | None = None,
     data_root: str | None = None,
     allow_incomplete: bool = False,
+    imagenet_flags: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint (default checkpoints/last.pt) under each protocol; write eval.json and
-    summary.json."""
-    from ..data.imagenet import ImageNetData
-
+    """Evaluate a run's checkpoints and write eval.json and summary.json. ImageNet: checkpoints/last.pt under each
+    protocol of `options`; other data sets: last.pt and best.pt on the whole test set (SINGLE). `checkpoint`: that
+    one instead. `imagenet_flags`: the command's options that only ImageNet's protocols take (refused otherwise)."""
     options.check()
     dirs = RunDirectory(Path(run_dir))
     if not dirs.config.exists():
         raise UserError(f"{dirs.path} is not a run directory (no config.yaml)")
-    cfg = OmegaConf.load(dirs.config)
+    cfg = records.read_config(dirs.config)
+    imagenet = cfg.data.name == "imagenet"
+    if not imagenet and imagenet_flags:
+        raise UserError(
+            f"{', '.join(imagenet_flags)} set ImageNet's test protocols, but {dirs.path} is a {cfg.data.name} run: "
+            f"it is evaluated on its whole test set, each image once; leave {' and '.join(imagenet_flags)} out"
+        )
+    if not imagenet and not cfg.data.get("evaluate_test", True):
+        raise UserError(
+            f"{dirs.path} is a search trial (data.evaluate_test=false): its test set is never evaluated; "
+            f"evaluate the final run that the search's best parameters train"
+        )
+    if is_live(dirs.path):
+        raise UserError(
+            f"run {dirs.path} is in use (a process holds {dirs.path / LOCK_NAME}, training it or evaluating it): "
+            f"evaluate it when that process has finished"
+        )
     summary = records.read_json(dirs.summary) if dirs.summary.exists() else {}
     if summary.get("status") != "complete" and not allow_incomplete and checkpoint is None:
         raise UserError(
             f"run {dirs.path} is {summary.get('status', 'without summary.json')}, not complete: finish it, "
             f"or pass --allow-incomplete (its last checkpoint) or --checkpoint PATH"
         )
-    ckpt_path = Path(checkpoint) if checkpoint else dirs.last
+    if checkpoint:
+        paths = [Path(checkpoint)]
+    else:
+        paths = [dirs.last] + ([dirs.best] if not imagenet and dirs.best.exists() else [])
+    if not paths[0].exists():
+        fix = "check the path given to --checkpoint" if checkpoint else "the run has not written one yet"
+        raise UserError(f"checkpoint {paths[0]} does not exist: {fix}")
     dirs.lock()  # fails at once if a trainer is writing this run; keeps one from rewriting summary.json meanwhile
     try:
-        state = load_checkpoint(ckpt_path, map_location="cpu")
+        states = {path: load_checkpoint(path, map_location="cpu") for path in paths}
         device = resolve_device(options.device)
-        base = OmegaConf.to_container(cfg.data, resolve=True)
-        data = ImageNetData(
-            _data_config(base, options, device, **({"root": data_root} if data_root else {})),
-            device,
-            seed=cfg.seed,
-            train=False,
-        )
-        model = build_model_from_config(cfg.model, data.num_classes)
-        model.load_state_dict(state["model"])
-        model.to(device)
-        results = evaluate_model(model, data, options)
-        for r in results.values():
-            r.update(checkpoint=str(ckpt_path), iteration=state.get("iteration"))
+        base = {**OmegaConf.to_container(cfg.data, resolve=True), **({"root": data_root} if data_root else {})}
+        if imagenet:
+            from ..data.imagenet import ImageNetData
+
+            data = ImageNetData(_data_config(base, options, device), device, seed=cfg.seed, train=False)
+        else:
+            from ..data.small_images import DeviceImageData
+
+            data_cfg = DataConfig(**{**base, "limit_test": 0})  # the whole test set
+            if options.batch_size is not None:
+                data_cfg.eval_batch_size = options.batch_size
+            # built as in training (the per-pixel mean is that of the run's training split)
+            data = DeviceImageData(data_cfg, device, seed=cfg.seed)
+        results = {}
+        for path, state in states.items():
+            model = build_model_from_config(cfg.model, data.num_classes)
+            model.load_state_dict(state["model"])
+            model.to(device)
+            if imagenet:
+                found = evaluate_model(model, data, options)
+            else:
+                found = {path.stem: evaluate_protocol(model, data, SINGLE, options)}
+                r = found[path.stem]
+                log.info(
+                    "%s: top-1 %.2f%% (%d images, %.0f s)", path.name, 100 * r["top1_err"], r["images"], r["wall_s"]
+                )
+            for r in found.values():
+                r.update(checkpoint=record_path(path, dirs.path), iteration=state.get("iteration"))
+            results.update(found)
         key = "eval_limited" if options.limit else "eval"
         eval_path = dirs.path / "eval.json"  # ours alone: the trainer never writes it
         saved = records.read_json(eval_path) if eval_path.exists() else {}
@@ -273,6 +321,16 @@ def evaluate_run(
     finally:
         dirs.unlock()
     return results
+
+
+def record_path(path: str | Path, base: str | Path) -> str:
+    """`path` as a record names it: relative to `base` when inside it, as given when relative, else the file's name
+    alone (records hold no machine's absolute paths)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return path.name if path.is_absolute() else path.as_posix()
 
 
 # ----- torchvision's released weights -----------------------------------------------------------------------------
@@ -353,24 +411,32 @@ def evaluate_torchvision(
 
     path = Path(out_dir) / f"{name}.json"
     saved = records.read_json(path) if path.exists() else {"model": name, "weights": {}}
-    entry = saved["weights"].setdefault(label, {"source": str(weights)})
-    entry["source"] = str(weights)
+    source = record_path(weights, Path.cwd()) if Path(weights).expanduser().exists() else str(weights)
+    entry = saved["weights"].setdefault(label, {})
+    entry["source"] = source
     entry.setdefault("eval_limited" if options.limit else "eval", {}).update(results)
-    saved["data_root"] = str(data_root)
+    saved["data_root"] = record_path(data_root, Path.cwd())
     records.write_json(path, saved)
     return {"path": str(path), "weights": label, "eval": results}
 
 
 def format_results(results: dict[str, dict[str, Any]]) -> str:
-    return "\n".join(
-        f"  {p:<10} top-1 {100 * r['top1_err']:6.2f}%  top-5 {100 * r['top5_err']:6.2f}%  "
-        f"({r['images']} images, {r['views_per_image']} views each)"
-        for p, r in results.items()
-    )
+    """One line per protocol (ImageNet) or checkpoint (other data sets)."""
+    lines = []
+    for name, r in results.items():
+        top5 = f"  top-5 {100 * r['top5_err']:6.2f}%" if "top5_err" in r else ""
+        views = r["views_per_image"]
+        where = f", iteration {r['iteration']}" if r.get("iteration") is not None else ""
+        lines.append(
+            f"  {name:<10} top-1 {100 * r['top1_err']:6.2f}%{top5}  "
+            f"({r['images']} images, {views} view{'s' if views > 1 else ''} each{where})"
+        )
+    return "\n".join(lines)
 
 
 __all__ = [
     "PROTOCOLS",
+    "SINGLE",
     "PAPER_SCALES",
     "EvalOptions",
     "predict",
@@ -378,6 +444,7 @@ __all__ = [
     "evaluate_protocol",
     "evaluate_model",
     "evaluate_run",
+    "record_path",
     "evaluate_torchvision",
     "load_torchvision_state_dict",
     "format_results",
