@@ -32,31 +32,14 @@ from resnet_repro.errors import UserError
 from resnet_repro.models import build_model
 from support import REPO
 from support.configs import compose_train_config
+from support.fake_data import make_image_folder
 from support.runs import child_env, load_script, read_metrics, read_summary, run_command
 
-CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 3, 6, 3
 SMALL = dict(scale_min=40, scale_max=56, crop_size=32)
 SMALL_OVERRIDES = [f"data.{k}={v}" for k, v in SMALL.items()]
 CPU = torch.device("cpu")
 # torchvision 0.29 deprecates its image decoders for TorchCodec (not a dependency): they still work.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
-
-
-def make_image_folder(root: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for c in range(CLASSES):
-            folder = root / split / f"n{c:08d}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                h, w = (64, 80) if i % 2 == 0 else (80, 64)
-                yy, xx = np.mgrid[0:h, 0:w]
-                base = np.stack([(xx * (c + 1) * 3) % 256, (yy * 4 + 60 * c) % 256, ((xx + yy) * 2 + 20 * i) % 256], -1)
-                image = Image.fromarray(np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8))
-                if split == "train" and i == 1:
-                    image = image.convert({0: "L", 1: "CMYK", 2: "RGB"}[c])  # ImageNet has a few of each
-                image.save(folder / f"img{i}.JPEG", quality=90)
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -15,6 +15,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from resnet_repro.bench.cifar_files import (
     CIFAR10_FOLDER,
@@ -41,6 +42,7 @@ __all__ = [
     "CIFAR100_FOLDER",
     "make_fake_cifar100",
     "patch_cifar100_md5",
+    "make_image_folder",
 ]
 
 
@@ -99,3 +101,26 @@ def patch_cifar100_md5(monkeypatch, md5: dict[str, str]) -> None:
     monkeypatch.setattr(CIFAR100, "train_list", [["train", md5["train"]]])
     monkeypatch.setattr(CIFAR100, "test_list", [["test", md5["test"]]])
     monkeypatch.setattr(CIFAR100, "meta", {**CIFAR100.meta, "md5": md5["meta"]})
+
+
+# ImageNet: a tiny ImageFolder of JPEGs.
+IMAGENET_CLASSES, IMAGENET_TRAIN_PER_CLASS, IMAGENET_VAL_PER_CLASS = 3, 6, 3
+
+
+def make_image_folder(root: Path, seed: int = 0) -> Path:
+    """A tiny ImageNet in its layout: root/{train,val}/<synset>/*.JPEG, 3 classes of 64x80 and 80x64 JPEGs (a few
+    grey-scale and CMYK ones, as ImageNet has)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", IMAGENET_TRAIN_PER_CLASS), ("val", IMAGENET_VAL_PER_CLASS)):
+        for c in range(IMAGENET_CLASSES):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                h, w = (64, 80) if i % 2 == 0 else (80, 64)
+                yy, xx = np.mgrid[0:h, 0:w]
+                base = np.stack([(xx * (c + 1) * 3) % 256, (yy * 4 + 60 * c) % 256, ((xx + yy) * 2 + 20 * i) % 256], -1)
+                image = Image.fromarray(np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8))
+                if split == "train" and i == 1:
+                    image = image.convert({0: "L", 1: "CMYK", 2: "RGB"}[c])  # ImageNet has a few of each
+                image.save(folder / f"img{i}.JPEG", quality=90)
+    return root
