@@ -381,3 +381,42 @@ def test_every_documented_command_has_a_test():
                 continue
             file, name = test.split("::")
             assert re.search(rf"^def {re.escape(name)}\(", (REPO / "tests" / file).read_text(), re.M), test
+
+
+# ----- ImageNet without ImageNet: the tiny JPEG folder ---------------------------------------------------------------
+# The tiny folder's images are 64x80: evaluate on 32-pixel crops at two scales (the paper's sizes need real images).
+TINY_IMAGENET_EVAL = "IMAGENET_EVAL_ARGS=--data scale_min=40 --data crop_size=32 --scales 32,40 --workers 0"
+
+
+@NEEDS_VENV
+def test_make_evaluate_torchvision(checkout, tmp_path):
+    """`make evaluate-torchvision DATA=...` with torchvision's ResNet-18 weights saved as a file (downloading them
+    needs network): the three protocols into results/imagenet_torchvision/; without network and without a file, one
+    `error:` line that says how to save the weights."""
+    import torch
+    import torchvision
+
+    from support.fake_data import make_image_folder
+
+    data = make_image_folder(tmp_path / "imagenet")
+    weights = tmp_path / "resnet18_weights.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    env = child_env(TORCH_HOME=str(tmp_path / "torch-home"))  # no cached download
+    result = make(
+        checkout, "evaluate-torchvision", f"DATA={data}", "TV_MODELS=resnet18", f"TV_WEIGHTS={weights}",
+        TINY_IMAGENET_EVAL, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    saved = json.loads((checkout / "results" / "imagenet_torchvision" / "resnet18.json").read_text())
+    assert set(saved["weights"]["resnet18_weights"]["eval"]) == {"center", "10crop", "multiscale"}
+
+    no_network = {name: closed_port_url() for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")}
+    offline = make(
+        checkout,
+        "evaluate-torchvision",
+        f"DATA={data}",
+        "TV_MODELS=resnet18",
+        TINY_IMAGENET_EVAL,
+        env={**env, **no_network},
+    )
+    assert_one_line_error(offline, "cannot download ResNet18_Weights.IMAGENET1K_V1", "torch.save")
