@@ -328,7 +328,16 @@ TESTED_BY = {
     "python scripts/train.py model=resnet56 seed=2": [
         "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
     ],
-    "python scripts/evaluate.py --run DIR": ["test_commands.py::test_one_run_then_its_evaluation_and_landscape"],
+    "python scripts/evaluate.py --run DIR": [
+        "test_commands.py::test_one_run_then_its_evaluation_and_landscape",
+        "test_evaluate.py::test_the_readme_command_evaluates_last_and_best_on_the_full_test_set",
+    ],
+    "make reproduce-imagenet DATA=/path/to/imagenet": [
+        CANNOT_RUN + "ImageNet: run on a tiny JPEG folder with the smoke profile; its refusals are tested",
+        "test_imagenet.py::test_the_smoke_profile_fits_a_tiny_folder_and_this_machine",
+        "test_commands.py::test_make_targets_refuse_bad_input_in_one_line",
+    ],
+    "make evaluate-torchvision DATA=...": ["test_commands.py::test_make_evaluate_torchvision"],
     "python scripts/loss_landscape.py --run DIR [DIR ...]": [
         "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
     ],
