@@ -145,7 +145,7 @@ evaluate-imagenet: venv  ## the test protocols (IMAGENET_PROTOCOLS) for every co
 
 evaluate-torchvision: venv  ## torchvision's released weights (TV_MODELS, TV_WEIGHTS) under the paper's protocols (DATA=dir)
 	$(require_imagenet)
-	for m in $(TV_MODELS); do $(PY) scripts/evaluate.py --torchvision $$m --weights $(TV_WEIGHTS) --data-root $(DATA) --protocols $(IMAGENET_PROTOCOLS) $(IMAGENET_EVAL_ARGS) || exit 1; done
+	for m in $(TV_MODELS); do $(PY) scripts/evaluate.py --torchvision $$m --weights $(TV_WEIGHTS) --data-root $(DATA) --protocols $(IMAGENET_PROTOCOLS) $(IMAGENET_EVAL_ARGS) || exit $$?; done
 
 bench: venv  ## the speed benchmark into results/bench/ (ARGS=--quick: a few minutes on a CPU; on a GPU also --cuda-graphs, --compile)
 	$(PY) scripts/bench.py $(ARGS)

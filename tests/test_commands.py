@@ -21,25 +21,11 @@ import pytest
 
 from resnet_repro.data.small_images import DOWNLOAD_TIMEOUT_S
 from support import REPO
-from support.checkout import copy_checkout
+from support.checkout import NEEDS_VENV, TINY_ARGS, copy_checkout, make, output
 from support.cifar_server import closed_port_url, make_archive, redirect_env, serve, silent_server
 from support.runs import assert_one_line_error, child_env, read_summary
 
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
-# The sweep's overrides for a test: a few iterations of a small batch on the generated set (250 training images).
-TINY_ARGS = "ARGS=trainer.max_iters=4 trainer.eval_every=2 trainer.checkpoint_every=2 data.batch_size=16"
-NEEDS_VENV = pytest.mark.skipif(
-    not (REPO / ".venv" / ".installed").exists(),
-    reason="runs the Makefile, which uses the virtual environment that `make test` builds",
-)
-
-
-def make(checkout: Path, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def output(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +339,66 @@ TESTED_BY = {
     "tar -xf ILSVRC2012_img_val.tar -C val": [CANNOT_RUN + "ImageNet's archives cannot be downloaded here"],
     "(cd train && for f in *.tar; do d=${f%.tar}; mkdir -p $d && tar -xf $f -C $d && rm $f; done)": [
         CANNOT_RUN + "ImageNet's archives cannot be downloaded here"
+    ],
+    "make reproduce-cifar LAUNCHER=slurm SEEDS=5 ARGS='hydra.launcher.partition=gpu hydra.launcher.account=myproj "
+    "hydra.launcher.timeout_min=240'": [
+        "test_cluster_commands.py::test_the_slurm_worked_example_trains_on_the_cluster_then_draws_the_figures",
+        "test_cluster_commands.py::test_the_slurm_worked_example_on_a_cluster_without_gpus_is_one_error_line",
+        "test_cluster_commands.py::test_reproduce_cifar_through_slurm_without_slurm_is_one_error_line",
+    ],
+    "make reproduce-cifar LAUNCHER=ray": [
+        "test_cluster_commands.py::test_reproduce_cifar_through_a_ray_that_the_sweep_starts_and_stops"
+    ],
+    "make reproduce-cifar LAUNCHER=ray ARGS='hydra.launcher.gpus_per_job=0.5'": [
+        "test_cluster_commands.py::test_reproduce_cifar_joins_the_ray_cluster_of_ray_start"
+    ],
+    "RAY_ADDRESS=HEAD:6379 make reproduce-cifar LAUNCHER=ray": [
+        "test_cluster_commands.py::test_reproduce_cifar_joins_the_ray_cluster_of_ray_start"
+    ],
+    "ray start --head --port=6379": [
+        "test_cluster_commands.py::test_reproduce_cifar_joins_the_ray_cluster_of_ray_start"
+    ],
+    "ray start --address=HEAD:6379": [CANNOT_RUN + "a second machine joining the Ray cluster"],
+    "ray start": ["test_cluster_commands.py::test_reproduce_cifar_joins_the_ray_cluster_of_ray_start"],
+    "ray stop": ["test_cluster_commands.py::test_reproduce_cifar_joins_the_ray_cluster_of_ray_start"],
+    "ray start --head --block": ["test_ray_sweeps.py::test_a_ray_sweep_leaves_the_records_of_the_local_launcher"],
+    "ray get-auth-token": [CANNOT_RUN + "Ray's own command on a cluster with token authentication"],
+    "make venv EXTRAS=dev,search": [
+        "test_cluster_commands.py::test_make_venv_with_the_search_extra_does_nothing_once_installed"
+    ],
+    "python scripts/train.py -m hparams_search=cifar_lr_wd": [
+        "test_cluster_commands.py::test_the_readme_search_its_final_run_and_make_figures"
+    ],
+    "python scripts/train.py -m hparams_search=cifar_lr_wd launcher=ray hydra.sweeper.n_jobs=8": [
+        "test_hparams_search.py::test_a_search_through_ray"
+    ],
+    "python scripts/train.py -m hparams_search=cifar_lr_wd launcher=slurm hydra.sweeper.n_jobs=16 "
+    "hydra.launcher.partition=gpu": ["test_hparams_search.py::test_a_search_through_slurm_goes_on_past_a_failed_trial"],
+    "python scripts/train.py optim.lr=0.0871 optim.weight_decay=0.000231 data.split=full "
+    "experiment_name=cifar_lr_wd_final": [
+        "test_cluster_commands.py::test_the_readme_search_its_final_run_and_make_figures"
+    ],
+    "python scripts/slurm_cluster.py start [--clean]": [
+        "test_cluster_commands.py::test_the_slurm_cluster_script_starts_reports_and_stops"
+    ],
+    "python scripts/slurm_cluster.py status": [
+        "test_cluster_commands.py::test_the_slurm_cluster_script_starts_reports_and_stops"
+    ],
+    "python scripts/slurm_cluster.py stop": [
+        "test_cluster_commands.py::test_the_slurm_cluster_script_starts_reports_and_stops"
+    ],
+    "make test ARGS='-m slurm'": [CANNOT_RUN + "a part of the suite itself (make test runs it)"],
+    "make test ARGS=tests/test_ray_sweeps.py": [CANNOT_RUN + "a part of the suite itself (make test runs it)"],
+    "python scripts/train.py -m experiment=cifar10/plain20,...,cifar10/resnet1202 'seed=range(0,5)' launcher=slurm "
+    "data.root=data/cifar10 hydra.launcher.partition=gpu hydra.launcher.account=myproj "
+    "hydra.launcher.timeout_min=240": [
+        "test_cluster_commands.py::test_the_slurm_worked_example_trains_on_the_cluster_then_draws_the_figures"
+    ],
+    "make reproduce-imagenet LAUNCHER=slurm DATA=/path/to/imagenet ARGS='hydra.launcher.partition=gpu "
+    "hydra.launcher.gpus_per_node=8 hydra.launcher.cpus_per_task=10 hydra.launcher.mem_gb=480 "
+    "hydra.launcher.timeout_min=2880 hydra.launcher.constraint=a100'": [
+        CANNOT_RUN + "ImageNet on 8-GPU nodes; the same launcher runs the CIFAR worked example",
+        "test_cluster_commands.py::test_the_slurm_worked_example_trains_on_the_cluster_then_draws_the_figures",
     ],
     "make ... LAUNCHER=ray": [CANNOT_RUN + "a pattern for any make target, not a command"],
     "CUDA_VISIBLE_DEVICES=0,1,2,3 make ...": [CANNOT_RUN + "a pattern for any make target, not a command"],

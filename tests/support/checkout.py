@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from . import REPO
 
 
@@ -27,3 +29,20 @@ def copy_checkout(dest: Path) -> Path:
             shutil.copy2(source, dest / name)
     (dest / ".venv").symlink_to(REPO / ".venv", target_is_directory=True)
     return dest
+
+
+# The sweep's overrides for a test: a few iterations of a small batch on a generated CIFAR set (250 training images).
+TINY_ARGS = "ARGS=trainer.max_iters=4 trainer.eval_every=2 trainer.checkpoint_every=2 data.batch_size=16"
+NEEDS_VENV = pytest.mark.skipif(
+    not (REPO / ".venv" / ".installed").exists(),
+    reason="runs the Makefile, which uses the virtual environment that `make test` builds",
+)
+
+
+def make(checkout: Path, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """`make ARGS...` in the copy `checkout`, output captured as text."""
+    return subprocess.run(["make", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -52,12 +52,35 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     report = f"exit {result.returncode}\nstdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-3000:]}"
     assert result.returncode == USER_ERROR_EXIT, report
     assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr, report
+    trailer = [line for line in result.stderr.splitlines() if line.startswith(MAKE_TRAILER)]
+    assert not trailer or trailer[-1].endswith("Error 2"), report  # make exits 2 whatever its command's status
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(MAKE_TRAILER)]
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], report
     for fragment in fragments:
         assert fragment in errors[0], report
     return errors[0]
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file under `run_dir` (its lock file left out: it holds the id of the last process that took it)."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def assert_unchanged(before: dict[str, bytes], run_dir: Path, ignore: tuple[str, ...] = ()) -> None:
+    """The files of `run_dir` are those of the snapshot `before`, byte for byte (Hydra's train.log may only grow)."""
+    before, after = dict(before), snapshot(run_dir)
+    for name in ignore:
+        before.pop(name, None), after.pop(name, None)
+    log_before, log_after = before.pop("train.log", b""), after.pop("train.log", b"")
+    assert log_after.startswith(log_before), "train.log was rewritten"
+    assert after.keys() == before.keys(), f"files added or removed: {sorted(after.keys() ^ before.keys())}"
+    changed = [name for name in before if before[name] != after[name]]
+    assert not changed, f"files changed: {changed}"
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

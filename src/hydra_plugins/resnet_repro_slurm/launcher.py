@@ -1,6 +1,7 @@
 """The SLURM launcher of configs/launcher/slurm.yaml: hydra-submitit-launcher's, with one change. A sweep waits for
 all of its jobs, then names every failed run with its SLURM state, its error line and its log file, and exits with
-status 1; the original raises on the first failed job, with a traceback that names neither the run nor the log.
+status 1; the original raises on the first failed job, with a traceback that names neither the run nor the log. A
+sweep that cannot be submitted (no sbatch here, or sbatch refuses it) is one `error:` line and exit status 2.
 
 Everything that runs inside the jobs (`__call__`, and `checkpoint`, which requeues a preempted or timed-out job with
 the same overrides, so the run resumes in its own directory) is hydra-submitit-launcher's, unchanged.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +41,14 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         # Submission: as BaseSubmititLauncher.launch (hydra-submitit-launcher 1.2.0).
         import submitit
 
-        from resnet_repro.cli import hydra_reports_as_usual
+        from resnet_repro.cli import USER_ERROR_EXIT, hydra_reports_as_usual
+        from resnet_repro.errors import UserError
 
+        if shutil.which("sbatch") is None:
+            raise UserError(
+                "launcher=slurm submits the sweep with sbatch, which is not on PATH: run it on a machine of the SLURM "
+                "cluster (a login node), or use launcher=local or launcher=ray"
+            )
         hydra_reports_as_usual()  # the jobs inherit this environment: inside them Hydra reports its usual way
 
         assert self.config is not None
@@ -68,7 +76,12 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*job_params))
+        try:
+            jobs = executor.map_array(self, *zip(*job_params))
+        except submitit.core.utils.FailedJobError as refused:  # submitit has printed sbatch's own lines above
+            # Hydra reports as usual by now (the jobs must not inherit HYDRA_FULL_ERROR): the error line is ours.
+            print(f"error: {sbatch_refusal(str(refused))}", file=sys.stderr, flush=True)
+            raise SystemExit(USER_ERROR_EXIT) from None
         names = [self._describe(overrides, idx) for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
         return collect_results(jobs, names)
 
@@ -81,6 +94,19 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             return f"run {Path(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))}"
         except Exception:  # noqa: BLE001 - a description must never hide the report
             return " ".join(filter_overrides(overrides))
+
+
+def sbatch_refusal(stderr: str) -> str:
+    """Why sbatch refused the sweep, in one line: its last line (the most specific: "Invalid partition name
+    specified", "Unable to contact slurm controller", "Unable to process configuration file")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = lines[-1] if lines else "?"
+    for prefix in ("sbatch: ", "error: ", "fatal: ", "Batch job submission failed: "):
+        reason = reason.removeprefix(prefix)
+    return (
+        f"sbatch refused the sweep: {reason}; check the hydra.launcher keys (partition, account, gpus_per_node, "
+        f"cpus_per_task, ...: docs/cluster.md, 'The keys') and that this machine reaches the cluster (`sinfo`)"
+    )
 
 
 def collect_results(jobs: Sequence[Any], names: Sequence[str]) -> list[JobReturn]:
