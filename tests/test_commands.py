@@ -443,6 +443,7 @@ def test_every_documented_command_has_a_test():
 TINY_IMAGENET_EVAL = "IMAGENET_EVAL_ARGS=--data scale_min=40 --data crop_size=32 --scales 32,40 --workers 0"
 
 
+@pytest.mark.slow
 @NEEDS_VENV
 def test_make_evaluate_torchvision(checkout, tmp_path):
     """`make evaluate-torchvision DATA=...` with torchvision's ResNet-18 weights saved as a file (downloading them
