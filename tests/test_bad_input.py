@@ -31,7 +31,14 @@ from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.errors import UserError
 from support.configs import resnet8_run
 from support.fake_data import CIFAR10_FOLDER, cifar10_command, write_md5_table
-from support.runs import assert_one_line_error, child_env, run_command, train_command
+from support.runs import (
+    assert_one_line_error,
+    assert_unchanged,
+    child_env,
+    run_command,
+    snapshot,
+    train_command,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,25 +57,6 @@ def train(
 ) -> subprocess.CompletedProcess:
     base = tiny(data_root) if data_root else tiny()
     return run_command([*(cmd or train_command()), *base, f"hydra.run.dir={run_dir}", *overrides], env, timeout)
-
-
-def snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(run_dir)): p.read_bytes()
-        for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-def assert_unchanged(before: dict[str, bytes], run_dir: Path, ignore: tuple[str, ...] = ()) -> None:
-    before, after = dict(before), snapshot(run_dir)
-    for name in ignore:
-        before.pop(name, None), after.pop(name, None)
-    log_before, log_after = before.pop("train.log", b""), after.pop("train.log", b"")
-    assert log_after.startswith(log_before), "train.log was rewritten"
-    assert after.keys() == before.keys(), f"files added or removed: {sorted(after.keys() ^ before.keys())}"
-    changed = [name for name in before if before[name] != after[name]]
-    assert not changed, f"files changed: {changed}"
 
 
 def is_empty_run(run_dir: Path) -> bool:

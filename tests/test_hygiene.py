@@ -17,6 +17,7 @@ ALLOWED = (
     "/usr/share/datasets/fashion-mnist",  # where the Debian package dataset-fashion-mnist installs the data set
     "/etc/slurm",  # SLURM's standard configuration folder (cluster docs, the test cluster)
     "/dev/null",
+    "/dev/full",  # Linux's device whose every write fails with ENOSPC (the tests of a full disk)
     "/proc",  # Linux process information (memory measurements, the test cluster's process checks)
     "/bin/true",
     "/usr/sbin",

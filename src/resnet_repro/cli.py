@@ -56,6 +56,21 @@ def describe_config_error(err: BaseException) -> str:
     return f"config: {text} (every key is in src/resnet_repro/config.py; `--cfg job` prints the composed config)"
 
 
+def where_runs_go(overrides: list[str]) -> str:
+    """What placed the run directory that cannot be written (the override on the command line, else run_root's
+    value in the config), and how to place it elsewhere."""
+    for arg in overrides:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            return (
+                f"the run directory ({key}={value}) must be writable; choose another {key}, or leave it out and "
+                f"choose {ANOTHER_PLACE}"
+            )
+        if key == "run_root":
+            return f"the run directory (under run_root={value}) must be writable; choose {ANOTHER_PLACE}"
+    return f"the run directory (under the config's run_root) must be writable; choose {ANOTHER_PLACE}"
+
+
 def run_hydra(hydra_main) -> None:
     """Call a @hydra.main function whose task is wrapped in exit_on_user_error (see the module docstring)."""
     global _set_here
@@ -76,7 +91,7 @@ def run_hydra(hydra_main) -> None:
         elif isinstance(err, OSError):  # Hydra creates the run directory and its log file before the task runs
             message = (
                 f"cannot write {err.filename or 'the output directory'} ({err.strerror or type(err).__name__}): "
-                f"the run directory must be writable; choose {ANOTHER_PLACE}"
+                f"{where_runs_go(sys.argv[1:])}"
             )
         else:
             raise

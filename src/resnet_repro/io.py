@@ -1,33 +1,115 @@
-"""Files written atomically: a crash never leaves half a file behind under the real name."""
+"""Files written atomically: a crash never leaves half a file behind under the real name. A write that fails (a full
+disk, a read-only or vanished folder) raises WriteFailed, which names the file that was being written."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
+
 TMP_SUFFIX = ".tmp"
+# A write refused for lack of room: what happened, and what to do before running the same command again.
+NO_ROOM = {
+    errno.ENOSPC: ("no space left on device", "free space"),
+    errno.EDQUOT: ("disk quota exceeded", "free space"),
+    errno.EFBIG: ("file size limit exceeded", "raise the limit (ulimit -f)"),
+}
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, flush and fsync it, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+class WriteFailed(OSError):
+    """An OSError while writing `filename` (the real name, never a temporary one), raised by atomic_write and
+    append_bytes: its errno says why (ENOSPC, EDQUOT, EROFS, ENOENT...)."""
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: itself, or one it was raised from or while handling (torch's zip writer reports a
+    failed write as a RuntimeError raised while handling the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn an OSError while writing `path` into a WriteFailed naming it."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except WriteFailed:
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    except Exception as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        raise WriteFailed(cause.errno, cause.strerror or str(cause), str(path)) from err
+
+
+def atomic_write(path: Path, write, make_folder: bool = True) -> None:
+    """Call write(file) on a temporary file beside `path`, flush and fsync it, then rename it over `path`. A failure
+    leaves `path` as it was and no temporary file. `make_folder=False`: the folder must exist (a run directory that
+    was removed is an error, not made again)."""
+    path = Path(path)
+    with writing(path):
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append `data` to `path` (created if missing, in a folder that must exist) and fsync it. A failure leaves the
+    file as it was: never part of a line."""
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                try:
+                    os.ftruncate(fd, size)  # frees space: never fails for a lack of it
+                except OSError:
+                    pass  # not a regular file (a device)
+                raise
+        finally:
+            os.close(fd)
+
+
+def writable_folder(folder: Path, key: str) -> Path:
+    """`folder`, made if missing, once a file could be written in it; else a UserError naming it and `key`, the
+    option that chose it. Called before any work whose results go there."""
+    folder = Path(folder)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise UserError(
+            f"cannot write to {folder} ({err.strerror or type(err).__name__}): {key} must name a writable folder"
+        ) from None
+    return folder
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

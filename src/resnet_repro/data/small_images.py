@@ -158,9 +158,14 @@ def write_decoded(cache: Path, arrays: ImageArrays, signature: list[list]) -> No
         os.fchmod(f.fileno(), mode)
 
     try:
-        atomic_write(cache, write)
-    except OSError as err:  # a read-only or full data folder: every run decodes, as before
-        log.info("cannot keep the decoded copy %s (%s): each run decodes the files again", cache, err.strerror or err)
+        atomic_write(cache, write, make_folder=False)
+    except OSError as err:  # a read-only (shared) or full data folder: never a reason to fail the run
+        log.warning(
+            "cannot keep the decoded copy %s (%s): each run decodes the data set again (seconds); a writable copy "
+            "of it, in data.root=DIR, keeps one",
+            cache,
+            err.strerror or err,
+        )
 
 
 def _read_idx(path: Path) -> np.ndarray:

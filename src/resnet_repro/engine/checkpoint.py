@@ -65,7 +65,8 @@ def state_digest(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+def save_checkpoint(state: dict[str, Any], path: Path, make_folder: bool = True) -> None:
+    """Write `state` with its digest, atomically (io.atomic_write: a failure raises io.WriteFailed naming `path`)."""
     state = {**state, DIGEST_KEY: state_digest(state)}
 
     def write(f) -> None:
@@ -73,7 +74,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         f.flush()
         kill_point("checkpoint", state.get("iteration"))
 
-    atomic_write(Path(path), write)
+    atomic_write(Path(path), write, make_folder=make_folder)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

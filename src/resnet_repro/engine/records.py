@@ -4,7 +4,6 @@ these."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import TrainConfig, to_dict
 from ..errors import UserError
-from ..io import atomic_write
+from ..io import append_bytes, atomic_write
 
 # Keys that may differ between the run that made a directory and a later command that resumes it.
 RESUMABLE_KEYS = {
@@ -39,8 +38,8 @@ RESUMABLE_KEYS = {
 SEARCH_STUDY = "optuna.db"
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+def write_json(path: Path, obj: Any, make_folder: bool = True) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()), make_folder=make_folder)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -48,8 +47,11 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_config(path: Path, cfg: TrainConfig) -> None:
-    """config.yaml, written atomically (a killed process never leaves half a config that a resume would misread)."""
-    atomic_write(Path(path), lambda f: f.write(OmegaConf.to_yaml(to_dict(cfg)).encode()))
+    """config.yaml, written atomically (a killed process never leaves half a config that a resume would misread), in
+    the run directory (never made again here), and only where it changes: a resume writes nothing it need not."""
+    text = OmegaConf.to_yaml(to_dict(cfg)).encode()
+    if not (Path(path).exists() and Path(path).read_bytes() == text):
+        atomic_write(Path(path), lambda f: f.write(text), make_folder=False)
 
 
 def read_config(path: Path) -> DictConfig:
@@ -118,16 +120,20 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def truncate_metrics(path: Path, last_iter: int) -> None:
-    """Drop evaluations made after the checkpoint a run resumes from (they will be made again, identically)."""
+    """Drop evaluations made after the checkpoint a run resumes from (they will be made again, identically), and a
+    last line cut short; a file with nothing to drop is left as it is."""
+    path = Path(path)
+    if not path.exists():
+        return
     rows = [r for r in read_metrics(path) if r["iter"] <= last_iter]
-    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    text = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    if path.read_bytes() != text:
+        atomic_write(path, lambda f: f.write(text), make_folder=False)
 
 
 def append_metrics(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One line of metrics.jsonl, all of it or (a full disk) none of it."""
+    append_bytes(path, (json.dumps(row) + "\n").encode())
 
 
 CHECKOUT = Path(__file__).resolve().parents[3]  # the repository this code runs from

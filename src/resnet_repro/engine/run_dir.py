@@ -84,6 +84,17 @@ class RunDirectory:
         remove_stale_temporaries(self.path)
         remove_stale_temporaries(self.checkpoints)
 
+    def removed(self) -> bool:
+        """True once the locked directory, or its lock file, was removed (or replaced) while this process holds the
+        lock: a scratch cleaner took the run away."""
+        if self._lock_file is None:
+            return False
+        try:
+            here, held = os.stat(self.path / LOCK_NAME), os.fstat(self._lock_file.fileno())
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        return (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino)
+
     def unlock(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()

@@ -10,6 +10,8 @@ the device until then. Several seeds in one job call open/step/finish of one Tra
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import math
 import time
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig, to_dict
 from ..data import build_data
 from ..errors import ANOTHER_PLACE, UserError
+from ..io import NO_ROOM, WriteFailed, writing
 from ..models import CifarNet, build_model_from_config
 from . import records
 from .checkpoint import kill_point, load_checkpoint, save_checkpoint
@@ -47,6 +50,20 @@ from .wandb_logger import RunLogger
 log = logging.getLogger("resnet_repro.train")
 WARMUP_CHECK_EVERY = 100  # iterations between checks of the warm-up's training-error condition (one sync each)
 CPU_EVAL_CHUNK = 128  # images per forward pass of an evaluation on a CPU (Trainer.eval_logits)
+
+
+def reports_write_failures(method):
+    """A record or checkpoint that cannot be written (a full disk, a read-only or vanished folder) ends `method` with
+    a UserError saying so, what is kept and what to do (Trainer.write_failure)."""
+
+    @functools.wraps(method)
+    def wrapped(self: Trainer, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except WriteFailed as err:
+            raise UserError(self.write_failure(err)) from None
+
+    return wrapped
 
 
 @dataclass
@@ -100,7 +117,8 @@ class Trainer:
             log.info("trainer.cuda_graphs is for GPUs: training on %s without", self.device)
         self.graphed_step: GraphedStep | None = None
         self.state = LoopState.fresh(self.device)
-        self.finite_since, self.last_good = 0, None  # for the message if the loss diverges
+        self.finite_since, self.last_good = 0, None  # for the message if the loss diverges or a write fails
+        self.logger: RunLogger | None = None
 
     # ----- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -126,6 +144,7 @@ class Trainer:
     def done(self) -> bool:
         return self.state.iteration >= self.cfg.trainer.max_iters
 
+    @reports_write_failures
     def step(self) -> None:
         """One iteration; then the warm-up check, the evaluation and the checkpoint when they are due."""
         state, tcfg = self.state, self.cfg.trainer
@@ -211,7 +230,7 @@ class Trainer:
         if monitored < state.best:
             state.best = monitored
             if self.is_main:
-                save_checkpoint(self.checkpoint(), self.run_dir.best)
+                save_checkpoint(self.checkpoint(), self.run_dir.best, make_folder=False)
         self.window_start = time.perf_counter()
 
     @torch.no_grad()
@@ -265,17 +284,24 @@ class Trainer:
             self.resume()
             # Before anything is written: a logger that cannot start (W&B online without credentials) changes nothing.
             self.logger = RunLogger(self.cfg, self.run_dir.path, enabled=self.is_main)
+            self.t_start = self.window_start = time.perf_counter()
+            self.images_in_window = 0
             if self.is_main:
                 records.write_config(self.run_dir.config, self.cfg)
                 records.truncate_metrics(self.run_dir.metrics, self.state.iteration)
+                with writing(self.run_dir.checkpoints):
+                    self.run_dir.checkpoints.mkdir(exist_ok=True)  # not its parents: a removed run is not made again
+            if self.is_main and self.state.iteration == 0:  # the start of the path a loss landscape follows
+                save_checkpoint(self.checkpoint(), self.run_dir.init, make_folder=False)
+            self.write_summary("running")
+        except WriteFailed as err:
+            error = self.write_failure(err)
+            self.fail(error)
+            self.run_dir.unlock()
+            raise UserError(error) from None
         except BaseException:
             self.run_dir.unlock()
             raise
-        self.t_start = self.window_start = time.perf_counter()
-        self.images_in_window = 0
-        if self.is_main and self.state.iteration == 0:  # the start of the path a loss landscape follows
-            save_checkpoint(self.checkpoint(), self.run_dir.init)
-        self.write_summary("running")
         self.progress = Progress(
             self.cfg.trainer.progress, self.state.iteration, self.cfg.trainer.max_iters, enabled=self.is_main
         )
@@ -349,6 +375,7 @@ class Trainer:
         self.finite_since, self.last_good = self.state.iteration, (path, self.state.iteration)
         log.info("resumed from %s at iteration %d", path, self.state.iteration)
 
+    @reports_write_failures
     def stop(self, signum: int) -> None:
         """Stop signal `signum`: checkpoint at the current iteration and record the run as interrupted."""
         self.save()
@@ -356,14 +383,22 @@ class Trainer:
         log.info("signal %d: checkpoint written at iteration %d", signum, self.state.iteration)
         self.logger.finish({}, exit_code=1)
 
+    @reports_write_failures
     def finish(self) -> dict[str, Any]:
         summary = self.write_summary("complete")
         self.logger.finish(summary)
         return summary
 
     def fail(self, error: str) -> None:
-        self.write_summary("failed", error=error)
-        self.logger.finish({}, exit_code=1)
+        """summary.json says `failed` with the error where it can still be written. Where it cannot (a full disk), it
+        still says `running`: the run directory's lock, released when this process ends, tells readers that no
+        process holds the run (run_dir.is_live)."""
+        try:
+            self.write_summary("failed", error=error)
+        except WriteFailed as err:
+            log.debug("summary.json not updated: %s", err)
+        if self.logger is not None:
+            self.logger.finish({}, exit_code=1)
 
     def close(self) -> None:
         self.progress.close()
@@ -402,7 +437,7 @@ class Trainer:
             self.check_finite(math.nan, what="a weight of the model")
         self.check_finite(loss_value)
         if self.is_main:
-            save_checkpoint(self.checkpoint(), self.run_dir.last)
+            save_checkpoint(self.checkpoint(), self.run_dir.last, make_folder=False)
         self.last_good = (self.run_dir.last, self.state.iteration)
 
     def check_finite(self, loss_sum: float, what: str = "the training loss") -> None:
@@ -436,5 +471,26 @@ class Trainer:
         if error is not None:
             summary["error"] = error
         if self.is_main:
-            records.write_json(self.run_dir.summary, summary)
+            records.write_json(self.run_dir.summary, summary, make_folder=False)
         return summary
+
+    def write_failure(self, err: WriteFailed) -> str:
+        """The one line for a write that failed: what happened to which file, what is kept, and what to do."""
+        file, run = err.filename, self.run_dir.path
+        if self.run_dir.removed() or err.errno == errno.ENOENT:
+            folder = f"run directory {run}" if self.run_dir.removed() else f"folder {Path(file).parent}"
+            return (
+                f"{folder} was removed while the run was going (writing {file} failed), its checkpoints with it: "
+                f"run the same command to start the run again, or choose, out of the cleaner's reach, {ANOTHER_PLACE}"
+            )
+        if self.last_good:
+            kept, again = f"the last good checkpoint is at iteration {self.last_good[1]}", "resume"
+        else:
+            kept, again = "no checkpoint was written yet", "start again"
+        if err.errno in NO_ROOM:
+            what, fix = NO_ROOM[err.errno]
+            return f"{what} writing {file}; {kept}; {fix} and run the same command to {again}"
+        return (
+            f"cannot write {file} ({err.strerror}); {kept}; make {Path(file).parent} writable and run the same "
+            f"command to {again}"
+        )

@@ -1,4 +1,8 @@
-"""Weights & Biases: one W&B run per training run, its id kept in the run directory so a resumed run continues it."""
+"""Weights & Biases: one W&B run per training run, its id kept in the run directory so a resumed run continues it.
+
+W&B reads WANDB_* variables from the environment, and a bad one (WANDB_MODE empty, say) makes `wandb.init` raise a
+validation report: `check_environment` names the variable and its allowed values in one line first. WANDB_MODE and
+WANDB_DIR are W&B's own switches and win over logger.mode and the run directory."""
 
 from __future__ import annotations
 
@@ -7,13 +11,79 @@ import netrc
 import os
 import secrets
 import string
+import tempfile
+import typing
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig, to_dict
 from ..errors import UserError
+from ..io import NO_ROOM, WriteFailed, atomic_write, os_error_in
 
 log = logging.getLogger(__name__)
+
+# W&B's rule for project names (wandb.Settings.validate_project), applied to entities too: they are path segments of
+# the run's URL.
+NAME_LIMIT, NAME_FORBIDDEN = 128, "/\\#?%:"
+MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older names W&B still accepts
+
+
+def wandb_modes() -> tuple[str, ...]:
+    """The values W&B accepts for WANDB_MODE (its Settings.mode)."""
+    import wandb
+
+    return typing.get_args(wandb.Settings.model_fields["mode"].annotation)
+
+
+def name_problem(value: str) -> str | None:
+    if len(value) > NAME_LIMIT:
+        return f"longer than {NAME_LIMIT} characters"
+    found = sorted({c for c in value if c in NAME_FORBIDDEN})
+    return f"it holds {' '.join(found)}" if found else None
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """One line naming the WANDB_* variable (or logger key) that W&B would refuse, and what it accepts."""
+    env = os.environ
+    modes = wandb_modes()  # () if a later W&B stops listing them: W&B's own check then decides
+    if "WANDB_MODE" in env and modes and env["WANDB_MODE"] not in modes:
+        raise UserError(
+            f"WANDB_MODE={env['WANDB_MODE']!r} in the environment is not a W&B mode: set it to one of "
+            f"{', '.join(modes)}, or unset it (logger.mode then decides), or use logger=none"
+        )
+    names = {"WANDB_PROJECT": env.get("WANDB_PROJECT"), "WANDB_ENTITY": env.get("WANDB_ENTITY")}
+    names.update({"logger.project": cfg.logger.project, "logger.entity": cfg.logger.entity})
+    for key, value in names.items():
+        if value and (problem := name_problem(value)):
+            where = "in the environment" if key.startswith("WANDB_") else "in the config"
+            kind = "project" if key.endswith(("PROJECT", "project")) else "entity"
+            raise UserError(
+                f"{key}={value!r} {where} is not a W&B {kind} name ({problem}): W&B takes at most {NAME_LIMIT} "
+                f"characters and none of {' '.join(NAME_FORBIDDEN)}; correct or unset it, or use logger=none"
+            )
+    if env.get("WANDB_DIR"):
+        folder = Path(env["WANDB_DIR"])
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as err:
+            raise UserError(
+                f"WANDB_DIR={str(folder)!r} in the environment is not a writable folder ({err.strerror}): set it to "
+                f"one, or unset it (W&B's files then go to the run directory), or use logger=none"
+            ) from None
+
+
+@contextmanager
+def out_of_room(folder: Path):
+    """W&B's writes to its folder that fail for lack of room (a full disk), as io.WriteFailed naming the folder."""
+    try:
+        yield
+    except Exception as err:
+        cause = os_error_in(err)
+        if cause is None or cause.errno not in NO_ROOM:
+            raise
+        raise WriteFailed(cause.errno, cause.strerror, str(folder)) from err
 
 
 def has_wandb_credentials() -> bool:
@@ -33,12 +103,15 @@ class RunLogger:
         kind, mode = cfg.logger.kind, str(cfg.logger.mode)
         if kind != "wandb" or not enabled:
             return
-        if os.environ.get("WANDB_MODE") == "offline":  # W&B's own switch wins
-            mode = "offline"
+        check_environment(cfg)
+        if os.environ.get("WANDB_MODE"):  # W&B's own switch wins
+            mode = MODE_ALIASES.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
+        wandb_dir = Path(os.environ.get("WANDB_DIR") or run_dir)
+        self.folder = wandb_dir / "wandb"
         if mode == "online" and not has_wandb_credentials():
+            chosen = "WANDB_MODE=online" if os.environ.get("WANDB_MODE") else "logger.mode=online"
             raise UserError(
-                "logger.mode=online but no W&B credentials: run `wandb login` or set WANDB_API_KEY, "
-                "or use logger.mode=offline"
+                f"{chosen} but no W&B credentials: run `wandb login` or set WANDB_API_KEY, or use logger.mode=offline"
             )
         if mode == "auto":
             mode = "online" if has_wandb_credentials() else "offline"
@@ -46,10 +119,11 @@ class RunLogger:
                 log.info(
                     "W&B: no credentials, logging offline under %s/wandb; "
                     "upload later with `wandb sync %s/wandb/offline-run-*`",
-                    run_dir,
-                    run_dir,
+                    wandb_dir,
+                    wandb_dir,
                 )
         import wandb
+        from pydantic import ValidationError
 
         id_file = run_dir / "wandb_id.txt"
         # W&B's own id maker moved out of wandb.util (gone in 0.31): the same 8 lowercase letters and digits.
@@ -58,26 +132,38 @@ class RunLogger:
             if id_file.exists()
             else "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         )
-        id_file.write_text(run_id + "\n")
-        self.run = wandb.init(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            mode=mode,
-            id=run_id,
-            resume="allow",
-            dir=str(run_dir),
-            group=cfg.experiment_name,
-            name=f"{cfg.model.name}-seed{cfg.seed}",
-            config=to_dict(cfg),
-            reinit="finish_previous",
-        )
+        try:
+            self.run = wandb.init(
+                project=cfg.logger.project,
+                entity=cfg.logger.entity,
+                mode=mode,
+                id=run_id,
+                resume="allow",
+                dir=str(wandb_dir),
+                group=cfg.experiment_name,
+                name=f"{cfg.model.name}-seed{cfg.seed}",
+                config=to_dict(cfg),
+                reinit="finish_previous",
+            )
+        except (wandb.errors.Error, ValidationError) as err:  # a setting check_environment does not know
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"W&B cannot start ({first}): check the WANDB_* variables in the environment (`env | grep WANDB_`), "
+                f"or use logger=none"
+            ) from None
+        if not id_file.exists():
+            atomic_write(id_file, lambda f: f.write(f"{run_id}\n".encode()), make_folder=False)
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is not None:
-            self.run.log(row, step=row["iter"])
+            with out_of_room(self.folder):
+                self.run.log(row, step=row["iter"])
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
+        """Close the W&B run. Its files that cannot be written (a full disk) end it as io.WriteFailed, naming
+        W&B's folder: the next run of the same command continues the W&B run and writes its summary again."""
         if self.run is not None:
-            self.run.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
-            self.run.finish(exit_code=exit_code)
-            self.run = None
+            run, self.run = self.run, None
+            with out_of_room(self.folder):
+                run.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+                run.finish(exit_code=exit_code)
