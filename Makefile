@@ -92,7 +92,7 @@ reproduce-cifar: venv $(if $(filter paper,$(PROFILE)),prepare-cifar)  ## every C
 	$(MAKE) figures PROFILE=$(PROFILE)
 
 figures: venv  ## redraw the paper's figures, tables and results/REPORT.md from the run records (RUN_ROOT=dir FIGURES_OUT=dir)
-	$(PY) scripts/layer_responses.py --runs $(RUN_ROOT) --out $(FIGURES_OUT) || echo "Figure 7 skipped (see the message above)"
+	$(PY) scripts/layer_responses.py --runs $(RUN_ROOT) --out $(FIGURES_OUT) --skip-if-none
 	$(PY) scripts/make_figures.py --runs $(RUN_ROOT) --out $(FIGURES_OUT)
 
 # The demo: CIFAR-10 if it is in CIFAR_ROOT, otherwise Fashion-MNIST (apt-get install dataset-fashion-mnist).

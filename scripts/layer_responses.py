@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_repro.analysis import curves
-from resnet_repro.analysis.report import shown_path
+from resnet_repro.analysis.common import save, shown_path
+from resnet_repro.analysis.provenance import machine
 from resnet_repro.analysis.responses import (
     FIG7_MODELS,
     figure7,
@@ -31,6 +31,7 @@ from resnet_repro.analysis.responses import (
 from resnet_repro.analysis.runs import group_runs, load_runs
 from resnet_repro.cli import exit_on_user_error
 from resnet_repro.engine.distributed import resolve_device
+from resnet_repro.errors import UserError
 
 
 @exit_on_user_error
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--experiment", help="only this experiment (default: all; one Figure 7 per protocol)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument(
+        "--skip-if-none",
+        action="store_true",
+        help="no run to draw Figure 7 from is a note, not an error (make figures: e.g. ImageNet runs only)",
+    )
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
 
@@ -50,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g for g in groups if g.family == "cifar" and args.dataset in (None, g.protocol.dataset)]
     chosen_by_group = [(g, chosen) for g in groups if (chosen := pick_fig7_runs(g.runs))]
     if not chosen_by_group:
-        print(
-            f"layer_responses: no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under "
-            f"{args.runs}; train them first (`make reproduce-cifar`).",
-            file=sys.stderr,
+        missing = (
+            f"no complete {args.dataset or 'CIFAR-style'} run of {', '.join(FIG7_MODELS)} under "
+            f"{shown_path(args.runs)}: train them first (`make reproduce-cifar`)"
         )
-        return 1
+        if not args.skip_if_none:
+            raise UserError(missing)
+        print(f"layer_responses: Figure 7 skipped: {missing}")
+        return 0
 
     out = Path(args.out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -98,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             "protocol": group.protocol.title,
             "runs": {m: shown_path(r.path) for m, r in chosen.items()},
             "device": str(device),
+            "hardware": machine(device),
             "wall_s": time.time() - t0,
             "test_images": len(images),
         }
         (out / "tables" / f"fig7_responses{group.suffix}.json").write_text(json.dumps(meta, indent=2) + "\n")
-        curves.save(
+        save(
             figure7(df, f"std of layer responses on the test set\n{group.protocol.title}"),
             out / "figures",
             f"fig7{group.suffix}",

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Loss landscapes of trained runs (Li et al. 2018): the loss along the straight line from checkpoints/init.pt to
 checkpoints/last.pt, and the surface around the final weights along two random filter-normalized directions, on a
-fixed subset of the training images, BN in eval mode. Writes <run>/landscape/{surface,line}.csv and landscape.json;
-`make figures` draws them (fig_landscape). A result already made with the same options and checkpoint is kept."""
+fixed subset of the training images, in eval mode after BN's running statistics are recomputed for the weights of
+each point on those images. Writes <run>/landscape/{surface,line}.csv and landscape.json; `make figures` draws them
+(fig_landscape). A result already made with the same options and checkpoint is kept."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import os
 import shlex
 import sys
 
+from resnet_repro.analysis.common import shown_path
 from resnet_repro.analysis.landscape import Options, compute
-from resnet_repro.analysis.report import shown_path
 from resnet_repro.cli import exit_on_user_error
 from resnet_repro.engine.distributed import resolve_device
 from resnet_repro.errors import UserError
+from resnet_repro.io import NO_ROOM, writable_folder
 
 
 @exit_on_user_error
@@ -70,20 +72,33 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
     )
+    # Every output folder before the first (long) computation.
+    outs = {run: writable_folder(args.out or os.path.join(run, "landscape"), "--out") for run in args.run}
     cache: dict = {}
     for run in args.run:
-        meta, computed = compute(
-            run,
-            options,
-            out_dir=args.out,
-            device=device,
-            batch_size=args.batch_size,
-            data_root=args.data_root,
-            command=command,
-            force=args.force,
-            subset_cache=cache,
-        )
-        where = shown_path(args.out or os.path.join(run, "landscape"))
+        try:
+            meta, computed = compute(
+                run,
+                options,
+                out_dir=outs[run],
+                device=device,
+                batch_size=args.batch_size,
+                data_root=args.data_root,
+                command=command,
+                force=args.force,
+                subset_cache=cache,
+            )
+        except OSError as err:
+            if err.errno not in NO_ROOM:
+                raise
+            # landscape.json is written last and marks a whole result: without it the next run computes it again
+            (outs[run] / "landscape.json").unlink(missing_ok=True)
+            what, fix = NO_ROOM[err.errno]
+            raise UserError(
+                f"{what} writing {err.filename or f'the loss landscape in {outs[run]}'}; the result there is "
+                f"incomplete: {fix} and run the same command"
+            ) from None
+        where = shown_path(outs[run])
         if not computed:
             print(f"loss_landscape: {where} is up to date (same options and checkpoint; --force recomputes)")
             continue

@@ -13,10 +13,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from resnet_repro.analysis.report import shown_path, write_report
+from resnet_repro.analysis.common import shown_path
+from resnet_repro.analysis.report import write_report
 from resnet_repro.analysis.runs import find_partial_dirs, load_runs, load_wandb_runs
 from resnet_repro.analysis.search import find_searches
 from resnet_repro.cli import exit_on_user_error
+from resnet_repro.errors import UserError
+from resnet_repro.io import NO_ROOM, writable_folder
 
 
 @exit_on_user_error
@@ -45,20 +48,29 @@ def main(argv: list[str] | None = None) -> int:
             if partial
             else "no run records (summary.json)"
         )
-        print(
-            f"make_figures: {what} in {args.wandb or args.runs}; train first with `make reproduce-cifar` "
-            f"(or `make demo` for a short run), then run this again.",
-            file=sys.stderr,
+        raise UserError(
+            f"{what} in {args.wandb or shown_path(args.runs)}: train first with `make reproduce-cifar` "
+            f"(or `make demo` for a short run), then run this again"
         )
-        return 1
 
-    out = Path(args.out)
+    out = writable_folder(Path(args.out), "--out")  # before any figure is drawn
     command = "python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
     )
-    _, n_figures, n_tables = write_report(
-        runs, out, command=command, source=source, experiment=args.experiment, searches=searches
-    )
+    try:
+        _, n_figures, n_tables = write_report(
+            runs, out, command=command, source=source, experiment=args.experiment, searches=searches
+        )
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        # REPORT.md is written last: removed, it never stands over figures and tables only half replaced
+        (out / "REPORT.md").unlink(missing_ok=True)
+        what, fix = NO_ROOM[err.errno]
+        raise UserError(
+            f"{what} writing {err.filename or f'the figures and tables in {out}'}; the report there is incomplete "
+            f"(no REPORT.md): {fix} and run the same command"
+        ) from None
     print(f"make_figures: {n_figures} figures, {n_tables} tables, report in {out / 'REPORT.md'}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import importlib.util
 import json
@@ -234,10 +235,11 @@ def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
     runs = load_runs(tmp_path)
     df = tables.table6(runs)
     assert not df.comparable.any() and df.diff_mean_pct.isna().all() and df.diff_best_pct.isna().all()
+    assert df.query("method == 'ResNet'").not_comparable.str.startswith(f"not comparable: {reason}").all()  # CSV
     md = tables.table6_markdown(df, runs)
     rows = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ResNet |")}
-    for layers in ("20", "56", "110"):
-        assert f"not comparable: {reason}" in rows[layers]
+    for layers in ("20", "56", "110"):  # the report states the reasons once, in its protocol block
+        assert "| not comparable: see protocol |" in rows[layers]
         assert not re.search(r"\| [+-]\d", rows[layers])  # no signed difference anywhere
     assert "not the paper's protocol" in md
     findings = " ".join(figure_findings(runs, None))
@@ -276,11 +278,11 @@ def test_mixed_records_give_separate_titled_tables_and_figures(tmp_path):
             assert (out / "figures" / f"{name}{g.suffix}.png").exists()
         for fig in (curves.figure1(g.runs), curves.figure6(g.runs), curves.seed_strip(g.runs)):
             assert g.protocol.title in text_of(fig)
-        assert f"## {g.protocol.heading}" in text
-        assert f"Table 6 (the paper's rows): ResNet test error (%) — {g.protocol.title}" in text
-    assert titles[""].startswith("CIFAR-10, 64000 iterations (lr ÷10 at 32k, 48k), batch 128")
+        section = text.split(f"## {g.protocol.heading}\n")[1].split("\n## ")[0]  # its own section, protocol stated
+        assert f"- training: {g.protocol.training_text}; batch 128\n" in section and "### Table 6\n" in section
+    assert titles[""].startswith("CIFAR-10, 64000 iterations, lr ÷10 at 32k, 48k; batch 128")
     assert any(t.startswith("Fashion-MNIST, 64000 iterations") for t in titles.values())
-    assert any(t.startswith("CIFAR-10, 600 iterations (lr ÷10 at 400, 500)") for t in titles.values())
+    assert any(t.startswith("CIFAR-10, 600 iterations, lr ÷10 at 400, 500;") for t in titles.values())
     assert "3 protocols" in text and "never averaged together" in text
     assert n_figures == 3 * 3 and n_tables == 3 * 2
 
@@ -344,12 +346,13 @@ def test_figures_panels_curves_and_status(cifar_root):
     assert "resnet20 seed 3: stopped (no process)" in note and "Not run: ResNet-1202" in note
     assert "commit abc1234" in note and "NVIDIA H100" in note  # the provenance at the foot
     assert note.startswith("training curves (Figure 6's layout")
-    assert "CIFAR-10, 64000 iterations (lr ÷10 at 32k, 48k), batch 128, trained on the full training set" in note
+    assert "CIFAR-10, 64000 iterations, lr ÷10 at 32k, 48k; batch 128; trained on the full training set" in note
+    assert "k iterations" in [ax.get_xlabel() for ax in fig.axes]  # a 64k-iteration run
 
     fig1 = curves.figure1(runs)
     assert len(fig1.axes) == 2 and [len(ax.lines) for ax in fig1.axes] == [2, 2]
     assert [ax.get_title() for ax in fig1.axes] == ["training error", "test error"]
-    assert fig1.axes[0].lines[0].get_xdata()[-1] == pytest.approx(6.4)  # iterations in 1e4
+    assert fig1.axes[0].lines[0].get_xdata()[-1] == pytest.approx(64)  # k iterations
     assert fig1.axes[1].lines[1].get_ydata()[-1] == pytest.approx(100 * (0.07 + 0.056))
 
 
@@ -439,6 +442,8 @@ def test_provenance_line_flags_disagreement(tmp_path):
     assert "Flagged" not in same and "commit abc1234," in same
     cpu_run = make_run(tmp_path / "cpu", "resnet20", 0, 0.1, summary={"device": "cpu", "cpu": "AMD EPYC, 2 threads"})
     assert "hardware cpu (AMD EPYC, 2 threads)" in provenance([load_run(cpu_run)]).line()
+    older = make_run(tmp_path / "older", "resnet20", 0, 0.1, summary={"device": "cpu"})  # before the CPU was recorded
+    assert "hardware cpu (model not recorded)" in provenance([load_run(older)]).line()
 
 
 def run_script(name, *args):
@@ -455,7 +460,7 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
             m,
             0,
             0.27,
-            experiment="imagenet",
+            experiment="imagenet_shortcutB" if sc == "B" else "imagenet",  # B as the older configs named it
             family="imagenet",
             max_iters=600000,
             cfg={"model.shortcut": sc},
@@ -490,9 +495,12 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "## Experiment demo: Fashion-MNIST, 2000 iterations" in report
     assert "## Experiment cifar10: CIFAR-10, 64000 iterations" in report
-    assert "## Experiment imagenet: ImageNet, 600000 iterations" in report
-    assert "Table 6 (the paper's rows): ResNet test error (%) — Fashion-MNIST, 2000 iterations" in report
-    assert "not comparable: Fashion-MNIST (paper: CIFAR-10); 2k iterations (paper: 64k)" in report
+    assert (
+        report.count("## Experiment imagenet") == 1 and "## Experiment imagenet: ImageNet, 600000 iterations" in report
+    )
+    demo = report.split("## Experiment demo: Fashion-MNIST, 2000 iterations\n")[1].split("\n## ")[0]
+    assert "### Table 6\n" in demo and "| not comparable: see protocol |" in demo
+    assert "  - Fashion-MNIST (paper: CIFAR-10)\n  - 2k iterations (paper: 64k)\n" in demo
     assert "precision=bf16" in report and "python scripts/train.py experiment=cifar10 model=resnet56 seed=0" in report
     assert "NVIDIA H100" in report and "| 60 min |" in report and "scripts/make_figures.py" in report and "![" in report
     assert "Degradation (Figure 1's claim)" in report and "(reproduced)" in report and "failed" in report
@@ -501,6 +509,117 @@ def test_make_figures_end_to_end(cifar_root, tmp_path):
     assert "akamaster/pytorch_resnet_cifar10" in report
     assert "bearpaw/pytorch-classification" in report and "| 6.11 |" in report
     assert "Published numbers of other repositories (ImageNet" in report
+
+
+def tiny_image_folder(root: Path) -> Path:
+    """An ImageNet-style folder (train/ and val/, one folder per class) of 3 classes of small random JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 3)):
+        for c in range(3):
+            (root / split / f"n{c:08d}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (48, 56, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / f"n{c:08d}" / f"img{i}.JPEG")
+    return root
+
+
+TINY_IMAGENET = [  # 32-pixel crops, 2 iterations: the nets and the records are real, the numbers mean nothing
+    *("data.scale_min=40", "data.scale_max=48", "data.crop_size=32", "data.batch_size=6", "data.eval_batch_size=9"),
+    *("data.num_workers=0", "data.mean_images=12", "trainer.max_iters=2", "trainer.eval_every=2"),
+    *("trainer.checkpoint_every=2", "trainer.progress=none", "trainer.device=cpu"),
+]
+
+
+@pytest.mark.slow
+def test_resnet34_a_b_c_are_one_table3(tmp_path):
+    """The three shortcut options of ResNet-34, trained from their experiment files in one sweep as
+    `make reproduce-imagenet` does (tiny here) and evaluated 10-crop and multi-scale: one experiment in three run
+    directories, one Table 3 with a row of numbers for each, Tables 2-4 written once."""
+    from support.runs import run_command, train_command
+
+    data, runs, out = tiny_image_folder(tmp_path / "imagenet"), tmp_path / "runs", tmp_path / "results"
+    sweep = "experiment=imagenet/resnet34,imagenet/resnet34b,imagenet/resnet34c"
+    done = run_command(train_command("-m", sweep, f"data.root={data}", f"run_root={runs}", *TINY_IMAGENET))
+    assert done.returncode == 0, done.stderr[-3000:]
+    dirs = sorted(p.parent.relative_to(runs).as_posix() for p in runs.rglob("summary.json"))
+    assert dirs == ["imagenet/resnet34/seed0", "imagenet/resnet34_shortcutB/seed0", "imagenet/resnet34_shortcutC/seed0"]
+    evaluate = [sys.executable, "scripts/evaluate.py", "--run", *(str(runs / d) for d in dirs)]
+    done = run_command([*evaluate, "--protocols", "10crop,multiscale", "--scales", "32,40", "--workers", "0"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_command([sys.executable, "scripts/make_figures.py", "--runs", str(runs), "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert sorted(p.name for p in (out / "tables").glob("table[234]*.csv")) == [
+        "table2.csv",
+        "table3.csv",
+        "table4.csv",
+    ]
+    t3 = pd.read_csv(out / "tables" / "table3.csv").query("model == 'resnet34'")
+    t4 = pd.read_csv(out / "tables" / "table4.csv").query("model == 'resnet34'")
+    for table, shortcuts, protocol in ((t3, "ABC", "10crop"), (t4, "BC", "multiscale")):
+        assert list(table.shortcut) == list(shortcuts) and (table.n == 1).all()
+        for sc, d in zip(shortcuts, dirs[-len(shortcuts) :]):
+            ev = json.loads((runs / d / "eval.json").read_text())["eval"][protocol]
+            row = table[table.shortcut == sc].iloc[0]
+            assert row.ours_protocol == protocol and row.ours_top1_pct == pytest.approx(100 * ev["top1_err"])
+    report = (out / "REPORT.md").read_text()
+    assert report.count("\n### Table 3\n") == 1 and report.count("\n## Experiment imagenet") == 1
+    seeds = pd.read_csv(out / "tables" / "seeds.csv")
+    assert list(seeds.model) == ["resnet34", "resnet34B", "resnet34C"] and (seeds.n == 1).all()  # three nets
+
+
+DEMO_NETS = ["plain20", "plain56", "resnet20", "resnet56"]
+
+
+def test_a_report_states_each_protocol_once_under_short_headings(tmp_path):
+    """Records like `make demo`'s beside a second experiment: every heading under 80 characters, each experiment's
+    protocol stated once, in the block under its heading, and a "not comparable" cell that points there."""
+    root = tmp_path / "runs"
+    for m in DEMO_NETS:
+        make_run(root, m, 0, 0.2, experiment="demo", cfg={**FASHION, **SHORT}, summary={"device": "cpu", "cpu": "X9"})
+        make_run(root, m, 0, 0.1, experiment="short", cfg={"trainer.max_iters": 2000})
+    runs = load_runs(root)
+    text, _, _ = write_report(runs, tmp_path / "out", command="test", source="test")
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert max(map(len, headings)) <= 80, max(headings, key=len)
+    groups, _ = group_runs(runs)
+    assert [f"## {g.protocol.heading}" for g in groups] == [
+        "## Experiment demo: Fashion-MNIST, 600 iterations",
+        "## Experiment short: CIFAR-10, 2000 iterations",
+    ]
+    for g in groups:
+        assert text.count(g.protocol.title) == 0  # not repeated in headings, alt texts or captions
+        assert text.count(f"- training: {g.protocol.training_text}; batch 128\n") == 1
+    assert text.count("Protocol of these 4 runs:") == 2
+    assert "- training: 600 iterations, lr ÷10 at 400, 500; batch 128" in text
+    assert "- training: 2000 iterations, constant lr; batch 128" in text  # the default milestones come later
+    assert text.count("  - first 1000 test images (paper: the full test set)\n") == 1  # the demo's, once
+    cells = {c.strip() for line in text.splitlines() if line.startswith("| ResNet |") for c in line.split("|")}
+    assert "not comparable: see protocol" in cells and max(map(len, cells)) < 60
+    assert "hardware cpu (X9)" in text  # the CPU's model from the records
+
+
+def test_a_run_is_labelled_with_the_schedule_it_ran(tmp_path):
+    """A 20-iteration run with the default milestones (32k, 48k) has a constant lr: no label says otherwise, and its
+    curves are drawn over iterations, not in units of 1e4."""
+    make_run(tmp_path / "iters", "resnet20", 0, 0.5, max_iters=20)
+    (run,) = load_runs(tmp_path / "iters")
+    assert "÷10" not in run.protocol.title and run.protocol.training_text == "20 iterations, constant lr"
+    assert run.protocol.mismatches()[:2] == ["20 iterations (paper: 64k)", "constant lr (paper: at 32k, 48k)"]
+    fig = curves.figure6([run])
+    assert "÷10" not in text_of(fig) and "20 iterations, constant lr" in text_of(fig)
+    assert fig.axes[0].get_xlabel() == "iterations" and fig.axes[0].lines[-1].get_xdata()[-1] == 20
+    text, _, _ = write_report([run], tmp_path / "out", command="test", source="test")
+    assert "÷10" not in text.split("## Published numbers")[0]
+    # Milestones in epochs: 800 iterations of 391 per epoch (make_run's metrics) reach epoch 1, not epoch 30.
+    make_run(tmp_path / "epochs", "resnet20", 0, 0.5, max_iters=800, cfg={"schedule.milestones": [1, 30]})
+    cfg = OmegaConf.load(tmp_path / "epochs" / "cifar10" / "resnet20" / "seed0" / "config.yaml")
+    cfg.schedule.milestones_unit = "epochs"
+    OmegaConf.save(cfg, tmp_path / "epochs" / "cifar10" / "resnet20" / "seed0" / "config.yaml")
+    (epochs,) = load_runs(tmp_path / "epochs")
+    assert epochs.protocol.training_text == "800 iterations, lr ÷10 at 1 epochs"
 
 
 def test_peers_table_beside_ours_chosen_the_same_way(cifar_root):
@@ -542,6 +661,7 @@ def test_deviations_from_config(tmp_path):
     assert run.protocol.mismatches() == [
         "Fashion-MNIST (paper: CIFAR-10)",
         "2k iterations (paper: 64k)",
+        "constant lr (paper: at 32k, 48k)",  # the default milestones lie beyond the run's 2000 iterations
         "split paper, 5000 held out (paper: the full training set)",
         "first 1000 training images (paper: all)",
     ]
@@ -555,8 +675,8 @@ def test_no_runs_message(tmp_path, partial):
         (root / "cifar10" / "resnet20" / "seed0").mkdir(parents=True)
         (root / "cifar10" / "resnet20" / "seed0" / "metrics.jsonl").write_text("")
     p = run_script("make_figures.py", "--runs", root, "--out", tmp_path / "out")
-    assert p.returncode == 1
-    assert len(p.stderr.strip().splitlines()) == 1
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("error: ")
     assert str(root) in p.stderr and "make reproduce-cifar" in p.stderr and "make demo" in p.stderr
     assert ("without summary.json" in p.stderr) == partial
     assert not (tmp_path / "out" / "REPORT.md").exists()
@@ -722,3 +842,35 @@ def test_wandb_conversion():
     fig = curves.figure6([run])  # a W&B run plots like a local one (dotted: it crashed)
     assert [ax.get_title() for ax in fig.axes] == ["ResNet"]
     assert fig.axes[0].lines[0].get_linestyle() == ":"
+
+
+def analysis_imports() -> dict[str, set[str]]:
+    """Module of analysis/ -> the modules of analysis/ it imports, anywhere in it (inside functions too)."""
+    package = REPO / "src" / "resnet_repro" / "analysis"
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        found = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom):
+                where = (node.module or "").split(".")
+                if node.level == 1 and node.module is None:  # from . import tables
+                    found |= {a.name for a in node.names}
+                elif node.level == 1 or where[:2] == ["resnet_repro", "analysis"]:
+                    found.add(where[-1] if node.level == 1 else (where[2:] or [""])[0])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("resnet_repro.analysis.")}
+        graph[name] = found & modules
+    return graph
+
+
+def test_no_module_of_analysis_imports_one_that_imports_it_back():
+    graph = analysis_imports()
+    assert graph["report"] >= {"curves", "landscape", "search", "tables"}  # the check sees these imports
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in graph[start])
+
+    circles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert not circles, {m: sorted(graph[m]) for m in circles}
+    assert graph["common"] == set()  # the shared helpers depend on nothing else of the package

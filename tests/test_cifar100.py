@@ -92,8 +92,8 @@ def test_a_fake_cifar100_trains_and_gets_its_own_table(fake_cifar100, tmp_path):
     row = table[table.layers == 8].iloc[0]
     assert row.n == 1 and row.ours_mean_pct == pytest.approx(100 * summary["final_test_err"])
     assert set(table.layers) >= {20, 32, 44, 56, 110, 1202} and not (out / "tables" / "table6.csv").exists()
-    assert "CIFAR-100, Table 6's nets (the paper has no CIFAR-100 numbers)" in report
-    assert "Published CIFAR-100 numbers of other repositories (their protocols; not rerun here)" in report
+    assert "### Table 6's nets on CIFAR-100\n" in report and "The paper reports no CIFAR-100 results" in report
+    assert "### Other repositories' CIFAR-100 numbers (not rerun here)\n" in report
     assert "28.86" in report and "ours − paper" not in report and "paper: CIFAR-100" not in report
     assert "not the paper's CIFAR protocol either" in report  # 4 iterations
 

@@ -231,7 +231,33 @@ def test_make_figures_without_runs_is_one_error_line(checkout):
     """`make figures` on a fresh clone (no runs yet): one `error:` line that says to train first, exit 2."""
     result = make(checkout, "figures", env=child_env())
     assert_one_line_error(result, "no run records", "make reproduce-cifar")
+    assert "Figure 7 skipped" in result.stdout  # a note: the error is make_figures' own
     assert not (checkout / "results" / "REPORT.md").exists()
+
+
+def test_figures_from_wandb_without_credentials_is_one_error_line(tmp_path):
+    """`python scripts/make_figures.py --wandb ENTITY/PROJECT` without a W&B login (or with a WANDB_MODE W&B refuses):
+    one `error:` line that says how to log in or to read the local records, exit 2."""
+    home = tmp_path / "home"  # no ~/.netrc
+    home.mkdir()
+    argv = [sys.executable, "scripts/make_figures.py", "--wandb", "ENTITY/PROJECT", "--out", str(tmp_path / "out")]
+    result = subprocess.run(argv, cwd=REPO, env=child_env(HOME=str(home)), capture_output=True, text=True)
+    assert_one_line_error(result, "W&B project ENTITY/PROJECT needs W&B credentials", "wandb login", "--runs DIR")
+    result = subprocess.run(
+        argv, cwd=REPO, env=child_env(HOME=str(home), WANDB_MODE=""), capture_output=True, text=True
+    )
+    assert_one_line_error(result, "WANDB_MODE=''", "offline")
+    assert not (tmp_path / "out").exists()
+
+
+def test_figure7_without_its_runs(tmp_path):
+    """`layer_responses.py` alone without the runs it draws: one `error:` line; under make figures
+    (--skip-if-none) a note, and make figures goes on."""
+    argv = [sys.executable, "scripts/layer_responses.py", "--runs", str(tmp_path), "--out", str(tmp_path / "out")]
+    result = subprocess.run(argv, cwd=REPO, env=child_env(), capture_output=True, text=True)
+    assert_one_line_error(result, "no complete CIFAR-style run of plain20", "make reproduce-cifar")
+    skipped = subprocess.run([*argv, "--skip-if-none"], cwd=REPO, env=child_env(), capture_output=True, text=True)
+    assert skipped.returncode == 0 and "Figure 7 skipped" in skipped.stdout, output(skipped)
 
 
 @NEEDS_VENV
@@ -268,6 +294,7 @@ def test_one_run_then_its_evaluation_and_landscape(checkout, archives, tmp_path)
         return subprocess.run([*python, *argv], cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
 
     small = ["trainer.max_iters=4", "trainer.eval_every=2", "trainer.checkpoint_every=2", "data.batch_size=16"]
+    small.append("data.val_size=50")  # the generated set has 250 training images
     trained = run("scripts/train.py", "model=resnet56", "seed=1", *small)
     assert trained.returncode == 0, output(trained)
     run_dir = Path("results/runs/default/resnet56/seed1")
@@ -281,7 +308,9 @@ def test_one_run_then_its_evaluation_and_landscape(checkout, archives, tmp_path)
     evaluated = run("scripts/evaluate.py", "--run", str(run_dir))
     assert evaluated.returncode == 0, output(evaluated)
     assert (checkout / run_dir / "eval.json").exists()
-    landscape = run("scripts/loss_landscape.py", "--run", str(run_dir), "--grid", "3", "--line-points", "3")
+    landscape = run(
+        "scripts/loss_landscape.py", "--run", str(run_dir), "--grid", "3", "--line-points", "3", "--images", "64"
+    )
     assert landscape.returncode == 0, output(landscape)
     assert (checkout / run_dir / "landscape" / "surface.csv").exists()
     printed = run("scripts/train.py", "model=resnet56", "seed=1", "--cfg", "job")
@@ -324,6 +353,11 @@ TESTED_BY = {
         "test_commands.py::test_make_targets_refuse_bad_input_in_one_line",
     ],
     "make evaluate-torchvision DATA=...": ["test_commands.py::test_make_evaluate_torchvision"],
+    "python scripts/make_figures.py --wandb ENTITY/PROJECT": [
+        CANNOT_RUN + "reading W&B needs a login and network; the refusals are tested, the reader on W&B's records",
+        "test_commands.py::test_figures_from_wandb_without_credentials_is_one_error_line",
+        "test_analysis.py::test_wandb_conversion",
+    ],
     "python scripts/loss_landscape.py --run DIR [DIR ...]": [
         "test_commands.py::test_one_run_then_its_evaluation_and_landscape"
     ],

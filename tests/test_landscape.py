@@ -1,9 +1,11 @@
-"""Loss landscapes (analysis/landscape.py, scripts/loss_landscape.py): filter normalization, BN left alone, the loss
-at the checkpoints themselves, and a tiny grid on tiny runs through the script, the figure and the report."""
+"""Loss landscapes (analysis/landscape.py, scripts/loss_landscape.py): filter normalization, BN statistics recomputed
+for the weights of every point, the loss at the checkpoints' weights, and a tiny grid on tiny runs through the script,
+the figure and the report."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from resnet_repro.analysis import landscape
 from resnet_repro.analysis.report import write_report
@@ -67,13 +70,15 @@ def test_filter_normalization_matches_a_direct_computation():
         torch.testing.assert_close(got.flatten(1).norm(dim=1), weight.flatten(1).norm(dim=1))
 
 
-def test_the_directions_are_zero_on_bn_parameters_and_leave_bn_alone():
+def bn_modules(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+
+
+def test_the_directions_are_zero_on_bn_parameters_and_bn_statistics_are_recomputed_at_every_point():
     model = build_model("resnet8", 10)
     params = {n: p.detach() for n, p in model.named_parameters()}
     direction = landscape.random_direction(params, torch.Generator().manual_seed(0))
-    bn_names = {
-        f"{m}.{p}" for m, mod in model.named_modules() if isinstance(mod, nn.BatchNorm2d) for p in ("weight", "bias")
-    }
+    bn_names = {f"{m}.{p}" for m in bn_modules(model) for p in ("weight", "bias")}
     assert bn_names and bn_names <= set(direction)
     for name, d in direction.items():
         if name in bn_names or d.dim() <= 1:
@@ -81,39 +86,63 @@ def test_the_directions_are_zero_on_bn_parameters_and_leave_bn_alone():
         else:
             assert d.any(), name
             torch.testing.assert_close(d.flatten(1).norm(dim=1), params[name].flatten(1).norm(dim=1))
-    # A point away from the origin: every BN layer still sees the final scale, shift and running statistics.
+    # Two points of the surface: BN keeps the final scale and shift; its statistics, seen by the loss's eval-mode
+    # forward pass, are those of each point's own weights on the images (a direct update_bn), so they differ.
     final = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.register_forward_pre_hook(
-                lambda m, _: seen.append([t.clone() for t in (m.weight, m.bias, m.running_mean, m.running_var)])
-            )
+    for mod in bn_modules(model).values():
+        mod.register_forward_pre_hook(
+            lambda m, _: None if m.training else seen.append([t.clone() for t in (m.weight, m.bias, m.running_mean)])
+        )
     second = landscape.random_direction(params, torch.Generator().manual_seed(1))
-    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
-    landscape.surface(model, final, (direction, second), [1.0], [-1.0], images, labels)
-    bn_final = [
-        [final[f"{m}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-        for m, mod in model.named_modules()
-        if isinstance(mod, nn.BatchNorm2d)
-    ]
-    assert len(seen) == len(bn_final)
-    for got, want in zip(seen, bn_final):
-        for a, b in zip(got, want):
-            assert torch.equal(a, b)
+    images, labels = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
+    points = [(1.0, -1.0), (0.0, 0.5)]
+    landscape.surface(model, final, (direction, second), [1.0, 0.0], [-1.0, 0.5], images, labels)
+    n_bn = len(bn_modules(model))
+    assert len(seen) == 4 * n_bn  # the 2 x 2 grid, in order: (1, -1), (1, 0.5), (0, -1), (0, 0.5)
+    at = {(1.0, -1.0): seen[:n_bn], (0.0, 0.5): seen[3 * n_bn :]}
+    for x, y in points:
+        direct = build_model("resnet8", 10)
+        direct.load_state_dict(final)
+        with torch.no_grad():
+            for n, p in direct.named_parameters():
+                p.add_(direction[n], alpha=x).add_(second[n], alpha=y)
+        update_bn([images], direct)
+        for (weight, bias, mean), (name, mod) in zip(at[(x, y)], bn_modules(direct).items()):
+            assert torch.equal(weight, final[f"{name}.weight"]) and torch.equal(bias, final[f"{name}.bias"])
+            torch.testing.assert_close(mean, mod.running_mean)
+    assert not torch.equal(at[points[0]][-1][2], at[points[1]][-1][2])  # other weights, other statistics
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in final.items())  # the model is left as it was
+
+
+@pytest.mark.slow
+def test_the_loss_at_the_initial_weights_of_a_bn_resnet56_is_near_chance(fashion_mnist_dir):
+    """BN's stored statistics at initialization (mean 0, variance 1) do not belong to the weights: with them ResNet-56's
+    27 residual branches add up unnormalized to a loss in the hundreds. Recomputed for the weights, the loss on a few
+    training images is near chance (ln 10), as for plain-56."""
+    data_cfg = OmegaConf.structured(DataConfig(name="fashion_mnist", root=str(fashion_mnist_dir)))
+    images, labels, _ = landscape.training_subset(data_cfg, 64)
+    for net in ("resnet56", "plain56"):
+        torch.manual_seed(0)
+        model = build_model(net, 10)
+        init = {k: v.clone() for k, v in model.state_dict().items()}
+        start = landscape.line(model, init, init, [0.0], images, labels).loss.iloc[0]
+        assert start < 2 * math.log(10), net
 
 
 def _loss_of_checkpoint(run_dir, checkpoint, indices):
-    """A direct computation: the checkpoint's net in eval mode on the training images `indices` as the trainer
-    prepares them (no augmentation), mean cross-entropy."""
+    """A direct computation: the checkpoint's weights, BN statistics recomputed on the training images `indices` as
+    the trainer prepares them (no augmentation), then the mean cross-entropy in eval mode on those images."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
     data = DeviceImageData(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg.data), torch.device("cpu"), seed=0)
     index = torch.tensor(indices)
     model = build_model(cfg.model.name, 10, family="cifar")
     model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / checkpoint)["model"])
+    images = data.train_images.center(index)
+    update_bn([images], model)
     model.eval()
     with torch.no_grad():
-        logits = model(data.train_images.center(index))
+        logits = model(images)
     return F.cross_entropy(logits, data.train_labels[index]).item()
 
 
@@ -131,7 +160,7 @@ def test_a_tiny_grid_finishes_its_files_are_complete_and_the_ends_are_the_checkp
             meta = json.loads((out / "landscape.json").read_text())
             assert len(surf) == 9 and sorted(set(surf.x)) == [-1.0, 0.0, 1.0] and list(line.alpha) == [0, 0.5, 1]
             assert meta["model"] == net and len(meta["indices"]) == 64 == len(set(meta["indices"]))
-            assert meta["bn"].startswith("eval") and meta["options"]["grid"] == 3 and meta["init"]["iteration"] == 0
+            assert meta["bn"] == landscape.BN_MODE and meta["options"]["grid"] == 3 and meta["init"]["iteration"] == 0
             origin = float(surf[(surf.x == 0) & (surf.y == 0)].loss.iloc[0])
             final = _loss_of_checkpoint(run_dir, "last.pt", meta["indices"])
             assert origin == pytest.approx(final, rel=1e-4)
@@ -144,6 +173,12 @@ def test_a_tiny_grid_finishes_its_files_are_complete_and_the_ends_are_the_checkp
         assert metas[0]["indices"] == metas[1]["indices"]
         assert script.main(["--run", str(runs["resnet8"]), *SMALL]) == 0
         assert "up to date" in capsys.readouterr().out
+        # A result of older code, with BN's stored statistics, is not up to date: it is recomputed.
+        meta_path = runs["resnet8"] / "landscape" / "landscape.json"
+        meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "bn": "eval: the stored statistics"}))
+        assert script.main(["--run", str(runs["resnet8"]), *SMALL]) == 0
+        assert "up to date" not in capsys.readouterr().out
+        assert json.loads(meta_path.read_text())["bn"] == landscape.BN_MODE
         with pytest.raises(SystemExit) as exit_info:
             script.main(["--run", str(runs["resnet8"]), "--grid", "4"])
         assert exit_info.value.code == 2 and "odd" in capsys.readouterr().err
@@ -160,7 +195,8 @@ def test_the_landscapes_are_drawn_in_the_report(tiny_runs):
     out = root / "report"
     report, _, _ = write_report(load_runs(root / "runs"), out, command="test", source="test")
     assert (out / "figures" / "fig_landscape.png").stat().st_size > 0
-    assert "Loss landscape (Li et al. 2018): plain-8, ResNet-8" in report
-    assert "BN in eval mode" in report and "loss landscape of ResNet-8 seed 0" in report
+    assert "### Loss landscape: plain-8, ResNet-8\n" in report and "As Li et al. 2018 draw them." in report
+    assert "BN's running statistics are recomputed at every point" in report and "update_bn" in report
+    assert "loss landscape of ResNet-8 seed 0" in report
     found = landscape.landscapes_of(load_runs(root / "runs"))
     assert list(found) == ["plain8", "resnet8"] and found["resnet8"].grid()[2].shape == (3, 3)

@@ -9,61 +9,22 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
-from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from resnet_repro.paper import load_table
 
-from resnet_repro.paper import load_table  # noqa: E402
+from .common import COLUMN_IN, STYLE, TEXT_IN, color, depth, net_order, pretty, titled
+from .provenance import provenance
+from .runs import Run, by_model, incomplete_note, single_protocol
+from .tables import final_err
 
-from .provenance import provenance  # noqa: E402
-from .runs import Run, by_model, incomplete_note, single_protocol  # noqa: E402
-
-COLUMN_IN, TEXT_IN = 3.35, 6.9  # one column and full text width of a two-column paper
-
-# One style for every figure: small serif-free type that survives printing in black and white.
-STYLE = {
-    "font.size": 7,
-    "axes.titlesize": 7,
-    "axes.labelsize": 7,
-    "legend.fontsize": 6,
-    "xtick.labelsize": 6,
-    "ytick.labelsize": 6,
-    "lines.linewidth": 1.0,
-    "axes.grid": True,
-    "grid.linewidth": 0.3,
-    "grid.alpha": 0.6,
-    "legend.frameon": False,
-    "legend.handlelength": 1.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "savefig.dpi": 300,
-    "savefig.bbox": "tight",
-    "pdf.fonttype": 42,
-    "ps.fonttype": 42,
-}
-DEPTH_COLOR = {18: "C0", 20: "C0", 32: "C1", 34: "C3", 44: "C2", 56: "C3", 110: "C4", 1202: "C5"}
 TRAIN = dict(linestyle="--", linewidth=0.8)  # paper: dashed training error
 TEST = dict(linestyle="-", linewidth=1.6)  # paper: bold test error
 RUNNING = dict(linestyle=":", alpha=0.6)
-
-
-def pretty(model: str) -> str:
-    """plain20 -> plain-20, resnet110 -> ResNet-110 (the paper's names)."""
-    m = re.fullmatch(r"(plain|resnet)(\d+)", model)
-    if not m:
-        return model
-    return ("plain-" if m[1] == "plain" else "ResNet-") + m[2]
-
-
-def color(model: str) -> str:
-    d = int(re.sub(r"\D", "", model) or 0)
-    return DEPTH_COLOR.get(d, "C7")
 
 
 def _band(runs: list[Run], col: str) -> pd.DataFrame:
@@ -74,8 +35,9 @@ def _band(runs: list[Run], col: str) -> pd.DataFrame:
     return pd.concat(frames).groupby("iter")[col].agg(["mean", "min", "max"])
 
 
-def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("test_err", TEST)), c=None):
-    """Mean over the complete seeds with a min-max band; other runs each as a dotted line labelled by status."""
+def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("test_err", TEST)), c=None, scale=1.0):
+    """Mean over the complete seeds with a min-max band; other runs each as a dotted line labelled by status; the
+    iterations divided by `scale` (iteration_axis)."""
     done, other = by_model(runs).get(model, ([], []))
     c = c or color(model)
     for col, style in cols:
@@ -84,15 +46,15 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
             b = _band(done, col)
             if len(b):
                 lab = pretty(model) + (f" (n={len(done)})" if len(done) > 1 else "")
-                ax.plot(b.index / 1e4, 100 * b["mean"], color=c, label=("_" if hidden else "") + lab, **style)
+                ax.plot(b.index / scale, 100 * b["mean"], color=c, label=("_" if hidden else "") + lab, **style)
                 if len(done) > 1:
-                    ax.fill_between(b.index / 1e4, 100 * b["min"], 100 * b["max"], color=c, alpha=0.2, lw=0)
+                    ax.fill_between(b.index / scale, 100 * b["min"], 100 * b["max"], color=c, alpha=0.2, lw=0)
         for r in other:
             if col in r.metrics:
                 m = r.metrics[["iter", col]].dropna()
                 lab = f"{pretty(model)} s{r.seed}: {r.status}"
                 ax.plot(
-                    m["iter"] / 1e4,
+                    m["iter"] / scale,
                     100 * m[col],
                     color=c,
                     label=("_" if hidden else "") + lab,
@@ -101,39 +63,35 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
                 )
 
 
-def wrap_text(text: str, fig, points: float) -> str:
-    """Break `text` to the figure's width (about 0.55 em per character)."""
-    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * points)))
-    return "\n".join(textwrap.fill(part, width, break_on_hyphens=False) for part in text.split("\n"))
+def iteration_axis(runs: list[Run]) -> tuple[float, str]:
+    """The x axis's unit for these runs' length: iterations up to 5000, else thousands of iterations."""
+    last = max((r.metrics["iter"].max() for r in runs if "iter" in r.metrics and len(r.metrics)), default=0)
+    return (1.0, "iterations") if last <= 5000 else (1e3, "k iterations")
 
 
-def titled(fig, runs: list[Run], what: str, notes: list[str] = ()):
+def titled_runs(fig, runs: list[Run], what: str, notes: list[str] = ()):
     """The figure's title (what it shows, then the runs' protocol) and its foot (notes, then the provenance)."""
     protocol = single_protocol(runs)
-    title = what + (f"\n{protocol.title}" if protocol else "")
-    fig.suptitle(wrap_text(title, fig, STYLE["font.size"]), fontsize=STYLE["font.size"])
-    foot = [n for n in notes if n] + ([p] if (p := provenance(runs).short()) else [])
-    if foot:
-        fig.text(0.0, -0.02, wrap_text("\n".join(foot), fig, 5.5), ha="left", va="top", fontsize=5.5)
-    return fig
+    return titled(fig, what + (f"\n{protocol.title}" if protocol else ""), [*notes, provenance(runs).short()])
 
 
 def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylabel="error (%)", notes=()):
     for ax in axes:
-        ax.set_xlabel("iter. (1e4)")
+        ax.set_xlabel(iteration_axis(runs)[1])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole, round numbers
         ax.set_ylim(*ylim)
         ax.set_xlim(left=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right")
     axes[0].set_ylabel(ylabel)
-    have = {r.model for r in runs}
-    missing = sorted((m for m in wanted if m not in have), key=_net_order)
-    return titled(
+    have = {r.net for r in runs}
+    missing = sorted((m for m in wanted if m not in have), key=net_order)
+    return titled_runs(
         fig,
         runs,
         what,
         [
-            incomplete_note([r for r in runs if r.model in wanted]),
+            incomplete_note([r for r in runs if r.net in wanted]),
             ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
             *notes,
         ],
@@ -142,7 +100,7 @@ def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylab
 
 def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[tuple[list[str], str]], list[str]]:
     """The panels with at least one run of their nets, and the titles of those left out."""
-    have = {r.model for r in runs}
+    have = {r.net for r in runs}
     kept = [(models, title) for models, title in panels if have & set(models)]
     return kept, [title for models, title in panels if not have & set(models)]
 
@@ -153,7 +111,7 @@ def _error_ylim(runs: list[Run], models: list[str], paper_top: float = 20) -> tu
     final = [
         100 * r.metrics[c].dropna().iloc[-1]
         for r in runs
-        if r.model in models
+        if r.net in models
         for c in ("train_err", "test_err")
         if c in r.metrics and r.metrics[c].notna().any()
     ]
@@ -166,11 +124,12 @@ def figure1(runs: list[Run]) -> plt.Figure | None:
     wanted = ["plain20", "plain56"]
     if not any(r.model in wanted for r in runs):
         return None
+    scale = iteration_axis(runs)[0]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 1.9), sharey=True, constrained_layout=True)
         for ax, (col, title) in zip(axes, [("train_err", "training error"), ("test_err", "test error")]):
             for m in wanted:
-                plot_model(ax, runs, m, cols=((col, TEST),))
+                plot_model(ax, runs, m, cols=((col, TEST),), scale=scale)
             ax.set_title(title)
         return _finish(fig, axes, runs, wanted, _error_ylim(runs, wanted), "plain-20 vs plain-56 (Figure 1's layout)")
 
@@ -224,6 +183,7 @@ def _panel_figure(runs: list[Run], panel_defs, *, figsize, cols, ylim, what: str
     panels, empty = _panels(runs, panel_defs)
     if not panels:
         return None
+    scale = iteration_axis(runs)[0]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             1, len(panels), figsize=figsize(len(panels)), sharey=True, constrained_layout=True, squeeze=False
@@ -231,26 +191,20 @@ def _panel_figure(runs: list[Run], panel_defs, *, figsize, cols, ylim, what: str
         axes = list(axes[0])
         for ax, (models, title) in zip(axes, panels):
             for m in models:
-                plot_model(ax, runs, m, cols=cols)
+                plot_model(ax, runs, m, cols=cols, scale=scale)
             ax.set_title(title)
         wanted = sorted({m for models, _ in panels for m in models})
         notes = [f"Panel left out (no runs): {', '.join(empty)}."] if empty else []
         return _finish(fig, axes, runs, wanted, ylim(wanted), what, notes=notes)
 
 
-def _net_order(model: str):
-    return (not model.startswith("plain"), int(re.sub(r"\D", "", model) or 0), model)
-
-
 def seed_strip(runs: list[Run]) -> plt.Figure | None:
     """One small panel per net: one dot per complete seed (final test error); the paper's number as a line where the
     runs follow the paper's protocol (dashed: its best of 5, dotted: its mean). None without complete runs."""
-    from .tables import final_err
-
     protocol = single_protocol(runs)
     groups = by_model(runs)
     models = sorted(
-        (m for m, (done, _) in groups.items() if any(final_err(r) is not None for r in done)), key=_net_order
+        (m for m, (done, _) in groups.items() if any(final_err(r) is not None for r in done)), key=net_order
     )
     if not models:
         return None
@@ -272,9 +226,8 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
             y = [100 * final_err(r) for r in done]
             x = np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.zeros(1)  # spread, so equal values stay visible
             ax.scatter(x, y, s=9, color=color(m), zorder=3, label="seeds")
-            depth = int(re.sub(r"\D", "", m) or 0)
-            if draw_paper and m.startswith("resnet") and depth in paper.index:
-                row = paper.loc[depth]
+            if draw_paper and re.fullmatch(r"resnet\d+", m) and depth(m) in paper.index:
+                row = paper.loc[depth(m)]
                 ax.axhline(row.test_error_pct, color="k", linestyle="--", linewidth=0.8, label="paper")
                 mean = re.search(r"mean ([\d.]+)", str(row.note))
                 if mean:
@@ -291,16 +244,4 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
             note = "Dashed: the paper's CIFAR-10 number (ResNet-110: its best of 5; dotted: its mean of 5)."
         else:
             note = "The paper's numbers are not drawn: " + (protocol.not_comparable if protocol else "no runs") + "."
-        return titled(fig, runs, "final test error per seed", [note])
-
-
-def save(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
-    """PNG (for the report) and PDF (for print)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    with plt.rc_context(STYLE):
-        for p in paths:
-            fig.savefig(p)
-    plt.close(fig)
-    return paths
+        return titled_runs(fig, runs, "final test error per seed", [note])

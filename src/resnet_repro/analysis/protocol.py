@@ -44,6 +44,11 @@ def dataset_name(name: str) -> str:
     return DATASET_NAMES.get(name, name)
 
 
+def paper_shortcut(family: str, depth: int) -> str:
+    """The shortcut option of the paper's main nets: A on CIFAR and for ResNet-18/34, B for the bottleneck nets."""
+    return "B" if family == "imagenet" and depth >= 50 else "A"
+
+
 @lru_cache(maxsize=1)
 def _defaults() -> dict:
     """The config schema's defaults, for records that lack a key (older or hand-written configs)."""
@@ -95,6 +100,7 @@ class Protocol:
 
     @property
     def schedule_text(self) -> str:
+        """The lr drops the runs made ('lr ÷10 at 400, 500'; 'constant lr' where none was reached)."""
         if self.schedule == "plateau":
             return "lr ÷10 on plateaus"
         if not self.milestones:
@@ -104,7 +110,14 @@ class Protocol:
 
     @property
     def iters_text(self) -> str:
-        return "? iterations" if self.max_iters is None else f"{self.max_iters} iterations"
+        if self.max_iters is None:
+            return "? iterations"
+        return f"{self.max_iters} iteration" + ("" if self.max_iters == 1 else "s")
+
+    @property
+    def training_text(self) -> str:
+        """e.g. '600 iterations, lr ÷10 at 400, 500'; '20 iterations, constant lr'."""
+        return f"{self.iters_text}, {self.schedule_text}"
 
     @property
     def split_text(self) -> str:
@@ -124,17 +137,17 @@ class Protocol:
 
     @property
     def title(self) -> str:
-        """e.g. 'Fashion-MNIST, 600 iterations (lr ÷10 at 400, 500), batch 128, trained on the full training set,
-        first 1000 test images'."""
-        batch = f", batch {self.batch_size}" if self.batch_size else ""
+        """One line for a figure's title or a CSV column, e.g. 'Fashion-MNIST, 600 iterations, lr ÷10 at 400, 500;
+        batch 128; trained on the full training set; first 1000 test images'."""
+        batch = f"; batch {self.batch_size}" if self.batch_size else ""
         return (
-            f"{dataset_name(self.dataset)}, {self.iters_text} ({self.schedule_text}){batch}, "
-            f"trained on {self.split_text}, {self.test_text}"
+            f"{dataset_name(self.dataset)}, {self.training_text}{batch}; trained on {self.split_text}; {self.test_text}"
         )
 
     @property
     def heading(self) -> str:
-        return f"Experiment {self.experiment}: {self.title}"
+        """The report's heading of the protocol's section, e.g. 'Experiment demo: Fashion-MNIST, 600 iterations'."""
+        return f"Experiment {self.experiment}: {dataset_name(self.dataset)}, {self.iters_text}"
 
     @property
     def slug(self) -> str:
@@ -193,8 +206,12 @@ def protocol_of(run) -> Protocol:
     """The run's Protocol from its config.yaml (summary fields where the config lacks them, e.g. W&B exports)."""
     kind = str(getattr(k := _get(run, "schedule.kind"), "name", k))
     split = run.summary.get("split") or _get(run, "data.split")
-    # fields that do not act under this split or schedule are left out, so that they do not split a group
+    max_iters = run.cfg("trainer.max_iters") or run.summary.get("max_iters") or _get(run, "trainer.max_iters")
+    unit = str(getattr(u := _get(run, "schedule.milestones_unit"), "name", u))
+    # fields that do not act under this split or schedule are left out, so that they do not split a group; so are
+    # milestones the run's length never reaches (a 20-iteration run with the default schedule has a constant lr)
     milestones = (_get(run, "schedule.milestones") or []) if kind != "plateau" else []
+    last = _milestone_limit(run, max_iters, unit)
     return Protocol(
         experiment=run.experiment,
         dataset=run.dataset,
@@ -203,8 +220,21 @@ def protocol_of(run) -> Protocol:
         limit_train=int(_get(run, "data.limit_train") or 0),
         limit_test=int(_get(run, "data.limit_test") or 0),
         batch_size=_get(run, "data.batch_size"),
-        max_iters=run.cfg("trainer.max_iters") or run.summary.get("max_iters") or _get(run, "trainer.max_iters"),
+        max_iters=max_iters,
         schedule=kind,
-        milestones=tuple(int(m) for m in milestones),
-        milestones_unit=str(getattr(u := _get(run, "schedule.milestones_unit"), "name", u)),
+        milestones=tuple(int(m) for m in milestones if last is None or m < last),
+        milestones_unit=unit,
     )
+
+
+def _milestone_limit(run, max_iters: int | None, unit: str) -> float | None:
+    """The run's length in the milestones' unit (None: not known); an lr drop at or after it never happens."""
+    if max_iters is None:
+        return None
+    if unit != "epochs":
+        return max_iters
+    m = run.metrics
+    if not {"iter", "epoch"} <= set(m.columns) or not (m.epoch > 0).any():
+        return None
+    last = m[m.epoch > 0].iloc[-1]
+    return max_iters * float(last.epoch) / float(last["iter"])  # epochs per iteration, as the run counted them

@@ -22,7 +22,8 @@ def command_template(run) -> str:
     out = []
     for token in tokens:
         q = shlex.quote(token)  # names and seeds are alphanumeric: quoting leaves them intact for the substitutions
-        q = re.sub(rf"(?<![A-Za-z0-9]){re.escape(run.model)}(?![A-Za-z0-9])", NET, q)
+        # the net, also as the name of its experiment file (experiment=imagenet/resnet34b: ResNet-34 B)
+        q = re.sub(rf"(?<![A-Za-z0-9]){re.escape(run.model)}[a-z]?(?![A-Za-z0-9])", NET, q)
         q = re.sub(rf"(?<![A-Za-z0-9_])seed(=?){run.seed}(?![0-9])", rf"seed\g<1>{SEED}", q)
         out.append(q)
     return " ".join(out)
@@ -32,13 +33,25 @@ def _runs(n: int) -> str:
     return f"{n} run" + ("" if n == 1 else "s")
 
 
-def _hardware(s: dict) -> str:
-    """The GPU's name (x processes), or "cpu (model, threads)" where the run recorded its CPU."""
+def hardware(s: dict) -> str:
+    """The GPU's name (x processes), or "cpu (model, threads)" from the run's summary (records from before the CPU
+    was recorded say so)."""
     ws = s.get("world_size") or 1
     device = s.get("device") or "?"
-    if device == "cpu" and s.get("cpu"):
-        device = f"cpu ({s['cpu']})"
+    if device == "cpu":
+        device = f"cpu ({s.get('cpu') or 'model not recorded'})"
     return device + (f" x{ws}" if ws != 1 else "")
+
+
+def machine(device) -> str:
+    """This process's hardware, as hardware() shows a run's: the GPU's name, or the CPU's with torch's threads."""
+    import torch
+
+    from ..engine.records import cpu_name
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return hardware({"device": "cpu", "cpu": f"{cpu_name()}, {torch.get_num_threads()} threads"})
 
 
 def _commit(s: dict) -> str:
@@ -48,7 +61,7 @@ def _commit(s: dict) -> str:
 
 FIELDS = {  # name shown: how to read it from a summary
     "commit": _commit,
-    "hardware": _hardware,
+    "hardware": hardware,
     "torch": lambda s: str(s.get("torch") or "?"),
     "CUDA": lambda s: str(s.get("cuda") or "none"),
     "precision": lambda s: str(s.get("precision") or "?"),

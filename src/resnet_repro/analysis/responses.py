@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from ..config import NUM_CLASSES  # noqa: E402
-from .curves import COLUMN_IN, STYLE, color, pretty, wrap_text  # noqa: E402
-from .runs import Run  # noqa: E402
+from ..config import NUM_CLASSES
+from .common import COLUMN_IN, STYLE, color, pretty, wrap_text
+from .runs import Run
 
 FIG7_MODELS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -136,7 +133,7 @@ def pick_fig7_runs(runs: list[Run], models=FIG7_MODELS) -> dict[str, Run]:
     """Per model the complete run with the lowest seed."""
     out = {}
     for m in models:
-        done = sorted((r for r in runs if r.model == m and r.complete), key=lambda r: r.seed)
+        done = sorted((r for r in runs if r.net == m and r.complete), key=lambda r: r.seed)
         if done:
             out[m] = done[0]
     return out

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from ..engine import records
 from ..engine.run_dir import is_live
-from .protocol import Protocol, protocol_of
+from ..errors import UserError
+from .protocol import Protocol, paper_shortcut, protocol_of
 
 METRIC_KEYS = (
     "iter",
@@ -35,6 +36,8 @@ METRIC_KEYS = (
     "wall_s",
 )
 STOPPED = "stopped (no process)"  # summary.json says "running" but no process holds the run's lock
+# Experiment names of older configs: ResNet-34 B and C had experiments of their own, and Table 3 was split in three.
+OLD_EXPERIMENTS = {"imagenet_shortcutB": "imagenet", "imagenet_shortcutC": "imagenet"}
 
 
 @dataclass
@@ -85,20 +88,30 @@ class Run:
     @property
     def experiment(self) -> str:
         exp = self.cfg("experiment")  # older configs: a string; now a Hydra config group, the name in experiment_name
-        return (
+        name = (
             self.summary.get("experiment")
             or self.cfg("experiment_name")
             or (exp if isinstance(exp, str) else "default")
         )
+        return OLD_EXPERIMENTS.get(name, name)
 
     @property
     def shortcut(self) -> str | None:
         return self.summary.get("shortcut") or self.cfg("model.shortcut")
 
     @property
+    def net(self) -> str:
+        """The model, with its shortcut option where that is not the paper's main one for it ('resnet34B' beside
+        'resnet34'): ResNet-34 A, B and C of Table 3 are three nets, never seeds of one."""
+        sc = self.shortcut
+        if not self.model.startswith("resnet") or not sc or sc == paper_shortcut(self.family, self.depth):
+            return self.model
+        return f"{self.model}{sc}"
+
+    @property
     def label(self) -> str:
         """e.g. 'resnet110 seed 2: stopped (no process) at 12000/64000 iters' for notes under figures and tables."""
-        s = f"{self.model} seed {self.seed}"
+        s = f"{self.net} seed {self.seed}"
         if not self.complete:
             it, mx = self.summary.get("iters"), self.summary.get("max_iters") or self.cfg("trainer.max_iters")
             s += f": {self.status}" + (f" at {it}/{mx} iters" if it is not None else "")
@@ -150,7 +163,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 def load_runs(root: str | Path) -> list[Run]:
     runs = [load_run(d) for d in find_run_dirs(root)]
-    return sorted(runs, key=lambda r: (r.experiment, r.family, r.model.rstrip("0123456789"), r.depth, r.seed))
+    return sorted(runs, key=lambda r: (r.experiment, r.family, r.model.rstrip("0123456789"), r.depth, r.net, r.seed))
 
 
 def summaries_frame(runs: list[Run]) -> pd.DataFrame:
@@ -229,10 +242,10 @@ def single_protocol(runs: list[Run]) -> Protocol | None:
 
 
 def by_model(runs: list[Run]) -> dict[str, tuple[list[Run], list[Run]]]:
-    """model -> (complete runs, other runs)."""
+    """net (Run.net: the model, and its shortcut where it is not the paper's) -> (complete runs, other runs)."""
     out: dict[str, tuple[list[Run], list[Run]]] = {}
     for r in runs:
-        out.setdefault(r.model, ([], []))[0 if r.complete else 1].append(r)
+        out.setdefault(r.net, ([], []))[0 if r.complete else 1].append(r)
     return out
 
 
@@ -330,4 +343,18 @@ def load_wandb_runs(path: str) -> list[Run]:
     """All runs of ENTITY/PROJECT through the public API (needs network and credentials)."""
     import wandb
 
-    return [run_from_wandb(r) for r in wandb.Api().runs(path)]
+    from ..engine.wandb_logger import check_mode_variable, has_wandb_credentials
+
+    check_mode_variable()
+    instead = "or read the local run records instead (make figures, or --runs DIR)"
+    if not has_wandb_credentials():
+        raise UserError(
+            f"reading W&B project {path} needs W&B credentials: run `wandb login` (or set WANDB_API_KEY), {instead}"
+        )
+    try:
+        return [run_from_wandb(r) for r in wandb.Api().runs(path)]
+    except (wandb.errors.Error, ValueError) as err:  # no network, no such project, a key W&B refuses
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot read W&B project {path} ({reason}): check ENTITY/PROJECT and the network, {instead}"
+        ) from None

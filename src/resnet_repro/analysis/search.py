@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from ..engine.records import SEARCH_STUDY
-from . import curves, tables
+from . import tables
+from .common import STYLE, TEXT_IN, markdown, save, shown_path, wrap_text
 from .protocol import dataset_name
 from .provenance import Provenance, provenance
 from .runs import Run, load_run
@@ -84,7 +85,7 @@ class Search:
         return "search_" + "".join(c if c.isalnum() or c in "_.-" else "_" for c in self.name)
 
     def title(self) -> str:
-        """What the trials were: e.g. 'Fashion-MNIST, 40 iterations (lr ÷10 at 20, 30), batch 32, trained on the
+        """What the trials were: e.g. 'Fashion-MNIST, 40 iterations, lr ÷10 at 20, 30; batch 32; trained on the
         first 512 of the training images left after holding out 500; objective: validation error after the last
         iteration on 128 held-out training images (data.split=paper); test set not evaluated'."""
         runs = [self.runs[t.number] for t in self.trials if t.number in self.runs]
@@ -97,11 +98,11 @@ class Search:
         else:
             trained = f"the training set minus {p.val_size} images held out for validation"
         held_out = min(p.val_size, p.limit_test) if p.limit_test else p.val_size
-        batch = f", batch {p.batch_size}" if p.batch_size else ""
+        batch = f"; batch {p.batch_size}" if p.batch_size else ""
         tested = {bool(r.config.get("data", {}).get("evaluate_test", True)) for r in runs}
         test_text = "test set not evaluated" if tested == {False} else "no test error read"
         text = (
-            f"{dataset_name(p.dataset)}, {p.iters_text} ({p.schedule_text}){batch}, trained on {trained}; "
+            f"{dataset_name(p.dataset)}, {p.training_text}{batch}; trained on {trained}; "
             f"objective: {OBJECTIVE_TEXT.get(self.objective, self.objective)} on {held_out} held-out training "
             f"images (data.split=paper); {test_text}"
         )
@@ -166,7 +167,7 @@ def best_markdown(search: Search, df: pd.DataFrame) -> str:
         ]
         for r in df.head(BEST_SHOWN).to_dict("records")
     ]
-    md = tables.markdown(header, rows)
+    md = markdown(header, rows)
     others = len(df) - min(len(df), BEST_SHOWN)
     notes = [f"{others} more complete trials in tables/{search.slug}.csv." if others else ""]
     if search.failed:
@@ -190,11 +191,11 @@ def trials_figure(search: Search):
     values = [100 * t.value for t in done]
     top = max(values) * 1.05 + 0.5
     bottom = max(0.0, min(values) - 0.05 * (top - min(values)) - 0.5)
-    with plt.rc_context(curves.STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             1,
             len(params),
-            figsize=(min(curves.TEXT_IN, 2.2 * len(params) + 0.4), 2.1),
+            figsize=(min(TEXT_IN, 2.2 * len(params) + 0.4), 2.1),
             sharey=True,
             squeeze=False,
             constrained_layout=True,
@@ -227,9 +228,9 @@ def trials_figure(search: Search):
         axes[0][-1].legend(loc="upper right")
     counts = f"{len(search.trials)} trials: {len(done)} complete, {len(search.failed)} failed"
     what = f"Hyperparameter search {search.name} (Optuna TPE; {counts}): objective per trial"
-    fig.suptitle(curves.wrap_text(f"{what}\n{search.title()}", fig, curves.STYLE["font.size"]), fontsize=7)
+    fig.suptitle(wrap_text(f"{what}\n{search.title()}", fig, STYLE["font.size"]), fontsize=7)
     if foot := search.provenance().short():
-        fig.text(0.0, -0.02, curves.wrap_text(foot, fig, 5.5), ha="left", va="top", fontsize=5.5)
+        fig.text(0.0, -0.02, wrap_text(foot, fig, 5.5), ha="left", va="top", fontsize=5.5)
     return fig
 
 
@@ -239,8 +240,6 @@ def _final_run_text(search: Search, best, runs: Sequence[Run]) -> str:
     made = [r for r in runs if r.experiment == experiment]
     if not made:
         return f"Not run yet (its records will be under experiment `{experiment}`)."
-    from .report import shown_path  # report.py imports this module
-
     lines = []
     for r in made:
         other = {k: r.cfg(k) for k, v in best.params.items() if not _same(r.cfg(k), v)}
@@ -252,9 +251,9 @@ def _final_run_text(search: Search, best, runs: Sequence[Run]) -> str:
             )
         elif r.complete and tables.final_err(r) is not None:
             lines.append(
-                f"Done: {r.model} seed {r.seed}, final test error {100 * tables.final_err(r):.2f}% on "
-                f"{r.protocol.test_text} ({r.protocol.title}); the only test error of this search, also in the "
-                f"section of experiment {experiment} above."
+                f"Done: {r.model} seed {r.seed}, final test error {100 * tables.final_err(r):.2f}% on the "
+                f"{r.protocol.test_text}; the only test error of this search, also in the section of experiment "
+                f"{experiment} above (its protocol there)."
             )
         else:
             lines.append(f"{r.label}: not complete yet.")
@@ -269,8 +268,6 @@ def _same(a: Any, b: Any) -> bool:
 
 def search_blocks(searches: Sequence[Path], out: Path, runs: Sequence[Run]) -> tuple[list[str], int, int]:
     """The report's blocks of every search (one section), and the numbers of figures and tables written."""
-    from .report import shown_path  # report.py imports this module
-
     blocks, n_figures, n_tables = [], 0, 0
     for path in searches:
         found = load_search(path)
@@ -278,10 +275,10 @@ def search_blocks(searches: Sequence[Path], out: Path, runs: Sequence[Run]) -> t
             blocks.append(f"Search in `{shown_path(path)}` not shown: {found}.\n")
             continue
         for search in found:
-            blocks.append(f"### Search {search.name} in `{shown_path(search.path)}`: {search.title()}\n")
+            blocks.append(f"### Search {search.name}\n\nIn `{shown_path(search.path)}`. Trials: {search.title()}.\n")
             fig = trials_figure(search)
             if fig is not None:
-                curves.save(fig, out / "figures", search.slug)
+                save(fig, out / "figures", search.slug)
                 blocks.append(f"![trials of {search.name}](figures/{search.slug}.png)\n\n{search.provenance().line()}")
                 n_figures += 1
             df = best_table(search)

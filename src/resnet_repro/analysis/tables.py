@@ -5,7 +5,8 @@ is refused.
 The headline is the paper's protocol: the final test error (the net at the last iteration), with no selection on
 the test set. Beside it, one clearly labelled column gives the lowest test error seen during training, which is
 what most public CIFAR repositories report (it selects on the test set). "ours − paper" is filled only where data
-set and protocol match the paper's (protocol.matches_paper); elsewhere the cell says why not.
+set and protocol match the paper's (protocol.matches_paper); elsewhere the cell points to the protocol, stated once
+in the report, and the CSV's not_comparable column gives the reasons.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import pandas as pd
 
 from resnet_repro.paper import load_table
 
+from .common import markdown, net_order, pretty
 from .protocol import dataset_name
 from .runs import Run, by_model, incomplete_note, single_protocol
 
 TEST_SELECTED = "best test error during training (selected on the test set, as those repos do)"
+NOT_COMPARABLE = "not comparable: see protocol"  # a cell off the paper's protocol; the reasons are in the CSV
 
 
 def final_err(run: Run) -> float | None:
@@ -67,7 +70,7 @@ def _pct(values) -> list[float]:
 def _resnet_rows(runs: list[Run]):
     """Table 6's ResNet depths, then depths only we ran, with the paper's table and our CIFAR ResNet runs by net."""
     paper = load_table("cifar10_table6")
-    groups = by_model([r for r in runs if r.family == "cifar" and r.model.startswith("resnet")])
+    groups = by_model([r for r in runs if r.family == "cifar" and re.fullmatch(r"resnet\d+", r.net)])  # option A
     depths = list(paper[paper.method == "ResNet"].depth.astype(int))
     depths += sorted({int(m[6:]) for m in groups} - set(depths))
     return paper, groups, depths
@@ -116,6 +119,16 @@ def table6(runs: list[Run]) -> pd.DataFrame:
                 "not_complete": "; ".join(r.label for r in other),
             }
         )
+    df = pd.DataFrame(rows + _other_methods(paper, comparable))
+    df["layers"] = df["layers"].astype("Int64")
+    df["dataset"] = protocol.dataset if protocol else ""
+    df["protocol"] = protocol.title if protocol else ""
+    return df
+
+
+def _other_methods(paper: pd.DataFrame, comparable: bool) -> list[dict]:
+    """Table 6's rows of the other methods (Maxout, NIN, ...): the paper's numbers only."""
+    rows = []
     for _, p in paper[paper.method != "ResNet"].iterrows():
         p_mean, p_std = _paper_mean_std(p.note)
         rows.append(
@@ -133,11 +146,7 @@ def table6(runs: list[Run]) -> pd.DataFrame:
                 "not_complete": "",
             }
         )
-    df = pd.DataFrame(rows)
-    df["layers"] = df["layers"].astype("Int64")
-    df["dataset"] = protocol.dataset if protocol else ""
-    df["protocol"] = protocol.title if protocol else ""
-    return df
+    return rows
 
 
 def _f(x, digits=2, sign=False) -> str:
@@ -153,16 +162,11 @@ def _mean_std_n(mean, std, n) -> str:
     return _f(mean) + (f" ± {_f(std)}" if n > 1 else "") + f" (N={n})"
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-
-
 def _diff_cell(r) -> str:
     if r.method != "ResNet" or not r.n:
         return "—"
     if not r.comparable:
-        return r.not_comparable
+        return NOT_COMPARABLE
     if not math.isnan(r.paper_best_of):
         return f"mean {_f(r.diff_mean_pct, sign=True)}, best {_f(r.diff_best_pct, sign=True)}"
     return _f(r.diff_mean_pct, sign=True)
@@ -208,10 +212,9 @@ def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
         ],
         rows,
     )
-    protocol = df.protocol.iloc[0] if "protocol" in df and len(df) else ""
     comparable = bool(df.comparable.iloc[0]) if "comparable" in df and len(df) else False
     text += (
-        f"\nOur runs: {protocol or 'none'}. Paper: CIFAR-10, 64k iterations, the full 50k training images; "
+        "\nPaper: CIFAR-10, 64k iterations, the full 50k training images; "
         "ResNet-110 as best of 5 runs with mean ± std. Ours: the final test error after the last iteration, no "
         "selection on the test set (the paper's protocol; the headline), mean ± sample std (ddof=1) over N seeds; "
         "best of N only where the paper reports a best of 5."
@@ -308,15 +311,13 @@ def cifar100_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
         ],
         rows,
     )
-    protocol = df.protocol.iloc[0] if len(df) else ""
     follows = bool(df.follows_paper_protocol.iloc[0]) if len(df) else False
     text += (
-        f"\nOur runs: {protocol or 'none'}"
-        + (
-            " — the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, lr ÷10 at "
-            "32k and 48k, the full test set), on CIFAR-100."
+        (
+            "\nOur runs follow the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, "
+            "lr ÷10 at 32k and 48k, the full test set), on CIFAR-100."
             if follows
-            else " — not the paper's CIFAR protocol."
+            else "\nOur runs do not follow the paper's CIFAR protocol (see protocol)."
         )
         + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
         "Other repositories' published CIFAR-100 numbers are in a table of their own, with their protocols. "
@@ -334,24 +335,22 @@ def _caption_end(runs: list[Run] | None) -> str:
         "selects on the test set, as most public CIFAR ResNet repositories report (peers table); it is not "
         "the paper's protocol.\n"
     )
-    if runs is not None and (note := incomplete_note([r for r in runs if r.model.startswith("resnet")])):
+    runs = runs or []
+    if note := incomplete_note([r for r in runs if re.fullmatch(r"resnet\d+", r.net)]):
         text += "\n" + note + "\n"
+    if other := sorted({r.net for r in runs if r.model.startswith("resnet") and r.net != r.model}, key=net_order):
+        text += f"\nNot in this table (its rows are option A): {', '.join(map(pretty, other))}; see Seed statistics.\n"
     return text
 
 
 # --- seed statistics --------------------------------------------------------------------------------------------
 
 
-def _net_order(model: str):
-    kind = re.sub(r"\d", "", model)
-    return (kind != "plain", int(re.sub(r"\D", "", model) or 0), model)
-
-
 def seeds_table(runs: list[Run]) -> pd.DataFrame:
     """Per net: N complete seeds, the final test error's mean ± std and each seed's value, the test-selected error."""
     single_protocol(runs)
     rows = []
-    for model, (done, _other) in sorted(by_model(runs).items(), key=lambda kv: _net_order(kv[0])):
+    for model, (done, _other) in sorted(by_model(runs).items(), key=lambda kv: net_order(kv[0])):
         if not done:
             continue
         done = sorted(done, key=lambda r: r.seed)
@@ -376,8 +375,6 @@ def seeds_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def seeds_markdown(df: pd.DataFrame) -> str:
-    from .curves import pretty
-
     rows = [
         [
             pretty(r.model),
@@ -428,8 +425,6 @@ def peers_table(dataset: str, comparable_runs: list[Run] | None = None) -> pd.Da
 
 
 def peers_markdown(df: pd.DataFrame, have_comparable: bool) -> str:
-    from .curves import pretty
-
     rows = []
     for _, p in df.iterrows():
         err = _f(p.test_error_pct) + (f" ± {_f(p.std_pct)}" if not math.isnan(p.std_pct) else "")
@@ -535,7 +530,7 @@ def imagenet_markdown(df: pd.DataFrame) -> str:
     def diff(r, col):
         if not r.n:
             return "—"
-        return _f(r[col], sign=True) if r.comparable else r.not_comparable
+        return _f(r[col], sign=True) if r.comparable else NOT_COMPARABLE
 
     rows = [
         [
@@ -565,10 +560,7 @@ def imagenet_markdown(df: pd.DataFrame) -> str:
         ],
         rows,
     )
-    text += (
-        f"\nErrors in % on the ImageNet val set; paper protocol: {df.paper_protocol.iloc[0]}. Our runs: "
-        f"{df.protocol.iloc[0] or 'none'}.\n"
-    )
+    text += f"\nErrors in % on the ImageNet val set; the paper's test protocol: {df.paper_protocol.iloc[0]}.\n"
     bad = [x for x in df.not_complete if x]
     return text + ("\nNot complete (left out): " + "; ".join(bad) + "\n" if bad else "")
 

@@ -43,8 +43,8 @@ def name_problem(value: str) -> str | None:
     return f"it holds {' '.join(found)}" if found else None
 
 
-def check_environment(cfg: TrainConfig) -> None:
-    """One line naming the WANDB_* variable (or logger key) that W&B would refuse, and what it accepts."""
+def check_mode_variable() -> None:
+    """One line if WANDB_MODE is set to a value W&B refuses (an empty one included)."""
     env = os.environ
     modes = wandb_modes()  # () if a later W&B stops listing them: W&B's own check then decides
     if "WANDB_MODE" in env and modes and env["WANDB_MODE"] not in modes:
@@ -52,6 +52,12 @@ def check_environment(cfg: TrainConfig) -> None:
             f"WANDB_MODE={env['WANDB_MODE']!r} in the environment is not a W&B mode: set it to one of "
             f"{', '.join(modes)}, or unset it (logger.mode then decides), or use logger=none"
         )
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """One line naming the WANDB_* variable (or logger key) that W&B would refuse, and what it accepts."""
+    env = os.environ
+    check_mode_variable()
     names = {"WANDB_PROJECT": env.get("WANDB_PROJECT"), "WANDB_ENTITY": env.get("WANDB_ENTITY")}
     names.update({"logger.project": cfg.logger.project, "logger.entity": cfg.logger.entity})
     for key, value in names.items():
