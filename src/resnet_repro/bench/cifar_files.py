@@ -91,38 +91,45 @@ def cifar10_md5_attributes(md5: dict[str, str], cifar10=None) -> dict[str, objec
     }
 
 
-class _ReplaceMD5OnImport(importlib.abc.MetaPathFinder):
-    """Finds torchvision's CIFAR module as usual and, once it has run, gives its CIFAR10 class the MD5 table."""
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds the module `name` as usual and, once it has run, calls `then(module)`."""
 
-    def __init__(self, md5: dict[str, str]):
-        self.md5 = md5
+    def __init__(self, name: str, then):
+        self.name, self.then = name, then
 
     def find_spec(self, name, path, target=None):
-        if name != CIFAR_MODULE:
+        if name != self.name:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
             return spec
-        run_module, md5 = spec.loader.exec_module, self.md5
+        run_module, then = spec.loader.exec_module, self.then
 
         def exec_module(module):
             run_module(module)
-            for attr, value in cifar10_md5_attributes(md5, module.CIFAR10).items():
-                setattr(module.CIFAR10, attr, value)
+            then(module)
 
         spec.loader.exec_module = exec_module  # this spec's own loader object: nothing else is changed
         return spec
 
 
+def after_import(name: str, then) -> None:
+    """Call `then(module)` on the module `name` once it is imported in this process (at once if it already is)."""
+    if name in sys.modules:
+        then(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, then))
+
+
 def accept_cifar10_md5_on_import(md5: dict[str, str]) -> None:
     """Make torchvision's CIFAR10 check files against `md5` (from make_fake_cifar10) in this process, from the moment
     torchvision is imported (at once if it already is)."""
-    module = sys.modules.get(CIFAR_MODULE)
-    if module is not None:
+
+    def replace(module) -> None:
         for attr, value in cifar10_md5_attributes(md5, module.CIFAR10).items():
             setattr(module.CIFAR10, attr, value)
-        return
-    sys.meta_path.insert(0, _ReplaceMD5OnImport(md5))
+
+    after_import(CIFAR_MODULE, replace)
 
 
 def write_md5_table(path: str | Path, md5: dict[str, str]) -> Path:
