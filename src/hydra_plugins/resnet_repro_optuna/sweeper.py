@@ -26,7 +26,7 @@ batch with a failed run, one failed trial ends the search and leaves the batch's
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module outside sys.modules, where a dataclass
-# cannot resolve string annotations.
+# cannot resolve string annotations. Optuna is imported where a search starts: the scan runs on every command.
 import copy
 import fcntl
 import json
@@ -39,6 +39,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,10 @@ ConfigStore.instance().store(
 )
 
 
-class TrialFailed(Exception):
-    """A trial's run stopped with a UserError (its `error:` line is in the trial's output)."""
-
-
 class TrialTask:
-    """The task of every trial: the training task, whose UserError (an `error:` line and SystemExit 2) becomes an
-    exception, which Hydra's run_job records as a failed job. A SystemExit would end the whole search under the
-    basic launcher; a stop signal's exit (130 after Ctrl-C) still does, as it should."""
+    """The task of every trial: the training task, whose UserError (an `error:` line and SystemExit 2) is raised
+    again, which Hydra's run_job records as a failed job. A SystemExit would end the whole search under the basic
+    launcher; a stop signal's exit (130 after Ctrl-C) still does, as it should."""
 
     def __init__(self, task: TaskFunction) -> None:
         self.task = task
@@ -114,15 +111,9 @@ class TrialTask:
         try:
             return self.task(cfg)
         except SystemExit as stop:
-            if stop.code != USER_ERROR_EXIT:
+            if stop.code != USER_ERROR_EXIT or not isinstance(stop.__context__, UserError):
                 raise
-            cause = stop.__context__  # the UserError that cli.exit_on_user_error printed
-            raise TrialFailed(str(cause) if cause else f"exit status {stop.code}") from None
-
-
-def validation_errors(run_dir: Path) -> list[float]:
-    """The run's validation errors, one per evaluation; nothing else of metrics.jsonl is read."""
-    return [row["val_err"] for row in records.read_metrics(Path(run_dir) / "metrics.jsonl") if "val_err" in row]
+            raise stop.__context__ from None  # the UserError that cli.exit_on_user_error printed
 
 
 def override_value(value: Any) -> str:
@@ -136,14 +127,18 @@ def override_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def overrides(fixed: Sequence[str], params: dict[str, Any]) -> list[str]:
+    return [*fixed, *(f"{k}={override_value(v)}" for k, v in params.items())]
+
+
 def final_overrides(trial_overrides: Sequence[str], study_name: str) -> list[str]:
     """The overrides of the run that trains a trial's setting once on the full training set and tests it once."""
     kept = [o for o in trial_overrides if _key(o) not in NOT_IN_FINAL]
     return [*kept, "data.split=full", f"experiment_name={study_name}_final"]
 
 
-def command(overrides: Sequence[str]) -> str:
-    return " ".join([TRAIN_SCRIPT, *map(shlex.quote, overrides)])
+def command(args: Sequence[str]) -> str:
+    return " ".join([TRAIN_SCRIPT, *map(shlex.quote, args)])
 
 
 def _key(override: str) -> str:
@@ -151,27 +146,9 @@ def _key(override: str) -> str:
 
 
 class OptunaSweeper(Sweeper):
-    def __init__(
-        self,
-        study_name: str,
-        objective: str,
-        n_trials: int,
-        n_jobs: int,
-        seed: int,
-        n_startup_trials: int,
-        max_failures_in_a_row: int,
-        params: dict[str, str],
-        enqueue: list[dict[str, Any]],
-    ) -> None:
-        self.study_name = str(study_name)
-        self.objective = str(objective)
-        self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
-        self.seed, self.n_startup_trials = int(seed), int(n_startup_trials)
-        self.max_failures_in_a_row = int(max_failures_in_a_row)
-        self.params = _plain(params) or {}
-        self.enqueue = _plain(enqueue) or []
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
+    def __init__(self, **conf: Any) -> None:
+        # Hydra checked the types against OptunaSweeperConf; params and enqueue come as OmegaConf containers.
+        self.conf = OptunaSweeperConf(**{k: _plain(v) for k, v in conf.items()})
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -181,60 +158,62 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        assert self.config is not None and self.hydra_context is not None
-        optuna = _import_optuna()
+        try:
+            import optuna
+        except ImportError:
+            raise UserError(
+                'hparams_search needs Optuna: pip install -c requirements/constraints.txt -e ".[search]"'
+            ) from None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs each trial itself
         self._check_settings()
-        fixed, space = self._search_space(optuna, list(arguments))
+        fixed, space = self._search_space(list(arguments))
         hydra_overrides = [o for o in self.config.hydra.overrides.hydra if _key(o) != "hydra.mode"]  # -m sets it
-        self.command = " ".join([TRAIN_SCRIPT, "-m", *map(shlex.quote, [*hydra_overrides, *arguments])])
+        self.command = command(["-m", *hydra_overrides, *arguments])
         settings = self._check_trials(fixed, space)  # before anything is written
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         with _search_lock(sweep_dir):
             self._check_same_search(sweep_dir, settings, space)
-            study = self._study(optuna, sweep_dir)
-            self._settle_unfinished(optuna, study, sweep_dir)
-            self._search(optuna, study, fixed, space, sweep_dir)
+            study = self._study(sweep_dir)
+            self._settle_unfinished(study, sweep_dir)
+            self._search(study, fixed, space, sweep_dir)
 
     # ----- checks, before any trial ---------------------------------------------------------------------------------
     def _check_settings(self) -> None:
-        if self.objective not in OBJECTIVES:
+        c = self.conf
+        if c.objective not in OBJECTIVES:
             choices = " or ".join(OBJECTIVES)
-            if "test" in self.objective.lower():
+            if "test" in c.objective.lower():
                 raise UserError(
-                    f"hydra.sweeper.objective={self.objective} would choose the setting on the test set: the search "
+                    f"hydra.sweeper.objective={c.objective} would choose the setting on the test set: the search "
                     f"minimizes a validation error ({choices}); the chosen setting is tested once, after it is "
                     f"trained on the full training set"
                 )
-            raise UserError(f"hydra.sweeper.objective={self.objective} is unknown: choose {choices}")
-        for key, value, least in (
-            ("n_trials", self.n_trials, 1),
-            ("n_jobs", self.n_jobs, 1),
-            ("max_failures_in_a_row", self.max_failures_in_a_row, 1),
-            ("n_startup_trials", self.n_startup_trials, 0),
-            ("seed", self.seed, 0),
-        ):
-            if value < least:
-                raise UserError(f"hydra.sweeper.{key}={value}: must be {least} or more")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study_name):
+            raise UserError(f"hydra.sweeper.objective={c.objective} is unknown: choose {choices}")
+        for key, least in (("n_trials", 1), ("n_jobs", 1), ("max_failures_in_a_row", 1), ("n_startup_trials", 0)):
+            if getattr(c, key) < least:
+                raise UserError(f"hydra.sweeper.{key}={getattr(c, key)}: must be {least} or more")
+        if c.seed < 0:
+            raise UserError(f"hydra.sweeper.seed={c.seed}: must be 0 or more")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", c.study_name):
             raise UserError(
-                f"hydra.sweeper.study_name={self.study_name!r}: use letters, digits, '_', '.' and '-' (it names the "
+                f"hydra.sweeper.study_name={c.study_name!r}: use letters, digits, '_', '.' and '-' (it names the "
                 f"final run's experiment)"
             )
 
-    def _search_space(self, optuna: Any, arguments: list[str]) -> tuple[list[str], dict[str, Any]]:
+    def _search_space(self, arguments: list[str]) -> tuple[list[str], dict[str, Any]]:
         """The overrides every trial gets (the command line's), and the searched keys with their distributions:
         hydra.sweeper.params, then the command line's sweeps (e.g. 'optim.lr=tag(log,interval(0.01,1))'). A key
         set to one value on the command line is not searched."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         try:
-            searched = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()])
+            searched = parser.parse_overrides([f"{k}={v}" for k, v in self.conf.params.items()])
             given = parser.parse_overrides(arguments)
         except HydraException as err:
             raise UserError(f"hparams_search: {describe_config_error(err)}") from None
         fixed = [text for text, o in zip(arguments, given) if not o.is_sweep_override()]
         fixed_keys = {o.key_or_group for o in given if not o.is_sweep_override()}
         space = {
-            o.key_or_group: _distribution(optuna, o)
+            o.key_or_group: _distribution(o)
             for o in [*searched, *(o for o in given if o.is_sweep_override())]
             if o.key_or_group not in fixed_keys
         }
@@ -249,25 +228,24 @@ class OptunaSweeper(Sweeper):
                     f"hydra.sweeper.params: {key} cannot be searched: it decides what the objective measures (the "
                     f"validation set) or how the search runs, which must be the same for every trial"
                 )
-        for params in self.enqueue:
+        for params in self.conf.enqueue:
             if unknown := sorted(set(params) - set(space) - fixed_keys):
                 raise UserError(
                     f"hydra.sweeper.enqueue: {', '.join(unknown)} not searched (searched: {', '.join(space)})"
                 )
         # A key fixed on the command line is fixed for the enqueued trials too; an enqueued trial outside the space
         # (narrowed on the command line) is left out: Optuna would fail on it.
-        enqueue = [{k: v for k, v in params.items() if k in space} for params in self.enqueue]
-        self.enqueue = [params for params in enqueue if all(_contains(space[k], v) for k, v in params.items())]
+        enqueue = [{k: v for k, v in params.items() if k in space} for params in self.conf.enqueue]
+        self.conf.enqueue = [params for params in enqueue if all(_contains(space[k], v) for k, v in params.items())]
         for params in enqueue:
-            if params not in self.enqueue:
+            if params not in self.conf.enqueue:
                 log.warning(f"hydra.sweeper.enqueue: {params} is outside the searched space, not run first")
         return fixed, space
 
-    def _compose(self, overrides: list[str], number: int) -> DictConfig:
+    def _compose(self, trial_overrides: list[str], number: int) -> DictConfig:
         """A trial's config as the launcher composes it; Hydra's job number is the trial number."""
-        assert self.hydra_context is not None and self.config is not None
         try:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(trial_overrides))
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(describe_config_error(err)) from None
         with open_dict(cfg):
@@ -302,7 +280,7 @@ class OptunaSweeper(Sweeper):
         trial = _task_config(first)
         try:
             final_cfg = self.hydra_context.config_loader.load_configuration(
-                self.config.hydra.job.config_name, final_overrides(probe, self.study_name), RunMode.RUN
+                self.config.hydra.job.config_name, final_overrides(probe, self.conf.study_name), RunMode.RUN
             )
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(f"the final run's command does not compose: {describe_config_error(err)}") from None
@@ -323,7 +301,7 @@ class OptunaSweeper(Sweeper):
             diffs = [d for d in records.config_differences(saved, trial) if d.split(":")[0] not in space]
             if diffs:
                 raise UserError(
-                    f"{sweep_dir} holds study {self.study_name} of a search with other settings "
+                    f"{sweep_dir} holds study {self.conf.study_name} of a search with other settings "
                     f"({'; '.join(diffs[:3])}): re-launch it with its own settings, or give this search a directory "
                     f"of its own (experiment_name=NAME)"
                 )
@@ -335,41 +313,42 @@ class OptunaSweeper(Sweeper):
             for parent in parents:
                 node = node.get(parent, {})
             node.pop(name, None)
-        header = f"# What every trial of study {self.study_name} shares (searched: {', '.join(space)}).\n"
+        header = f"# What every trial of study {self.conf.study_name} shares (searched: {', '.join(space)}).\n"
         atomic_write(path, lambda f: f.write((header + OmegaConf.to_yaml(shared)).encode()))
 
     # ----- the study ------------------------------------------------------------------------------------------------
-    def _study(self, optuna: Any, sweep_dir: Path) -> Any:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs each trial itself
+    def _study(self, sweep_dir: Path) -> Any:
+        import optuna
+
+        c = self.conf
         storage = f"sqlite:///{(sweep_dir / DB_NAME).resolve()}"
-        others = [name for name in optuna.get_all_study_names(storage) if name != self.study_name]
+        others = [name for name in optuna.get_all_study_names(storage) if name != c.study_name]
         if others:
             raise UserError(
-                f"{sweep_dir} holds study {others[0]}, not {self.study_name}: their trials would share run "
+                f"{sweep_dir} holds study {others[0]}, not {c.study_name}: their trials would share run "
                 f"directories; give this search a directory of its own (experiment_name=NAME)"
             )
-        study = optuna.create_study(
-            study_name=self.study_name, storage=storage, direction="minimize", load_if_exists=True
-        )
+        study = optuna.create_study(study_name=c.study_name, storage=storage, direction="minimize", load_if_exists=True)
         if not study.trials:
-            for params in self.enqueue:  # e.g. the paper's setting first, as a baseline
+            for params in c.enqueue:  # e.g. the paper's setting first, as a baseline
                 study.enqueue_trial(params)
         # The seed moves on with the study: a re-launch does not repeat the random start-up trials of earlier ones.
         study.sampler = optuna.samplers.TPESampler(
-            seed=self.seed + len(study.trials), n_startup_trials=self.n_startup_trials, constant_liar=True
+            seed=c.seed + len(study.trials), n_startup_trials=c.n_startup_trials, constant_liar=True
         )
-        study.set_user_attr("objective", self.objective)
+        study.set_user_attr("objective", c.objective)
         study.set_user_attr("command", self.command)
         so_far = sum(t.state.name != "WAITING" for t in study.trials)  # not those enqueued
         log.info(
-            f"search {self.study_name}: {so_far} trials so far in {sweep_dir / DB_NAME}; {self.n_trials} "
-            f"more, {self.n_jobs} at a time; objective {self.objective} ({OBJECTIVES[self.objective]}, data.split="
-            f"paper)"
+            f"search {c.study_name}: {so_far} trials so far in {sweep_dir / DB_NAME}; {c.n_trials} more, {c.n_jobs} "
+            f"at a time; objective {c.objective} ({OBJECTIVES[c.objective]}, data.split=paper)"
         )
         return study
 
-    def _settle_unfinished(self, optuna: Any, study: Any, sweep_dir: Path) -> None:
+    def _settle_unfinished(self, study: Any, sweep_dir: Path) -> None:
         """Trials left RUNNING by a search that ended before them (killed): told from their records."""
+        import optuna
+
         for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             run_dir = sweep_dir / frozen.user_attrs.get("run_dir", f"trial{frozen.number}")
             if is_live(run_dir):  # a SLURM or Ray job of the killed search, still training
@@ -380,7 +359,7 @@ class OptunaSweeper(Sweeper):
             self._tell(study, trial, value, reason and f"{reason}; its search ended before it", run_dir)
 
     def _objective(self, run_dir: Path) -> tuple[float | None, str | None]:
-        """The objective from the run's records, or why there is none."""
+        """The objective from the run's records (the val_err of metrics.jsonl, nothing else), or why there is none."""
         try:
             summary = records.read_json(run_dir / "summary.json")
         except FileNotFoundError:
@@ -394,93 +373,83 @@ class OptunaSweeper(Sweeper):
             reason = f"run {status}, {summary.get('iters')} of {summary.get('max_iters')} iterations recorded"
             return None, reason + (f": {summary['error']}" if summary.get("error") else "")
         try:
-            errors = validation_errors(run_dir)
+            errors = [row["val_err"] for row in records.read_metrics(run_dir / "metrics.jsonl") if "val_err" in row]
         except UserError as err:
             return None, str(err)
         if not errors or not all(math.isfinite(e) for e in errors):
             return None, "the run recorded no validation error"
-        return (errors[-1] if self.objective == "final_val_err" else min(errors)), None
+        return (errors[-1] if self.conf.objective == "final_val_err" else min(errors)), None
 
     def _tell(self, study: Any, trial: Any, value: float | None, reason: str | None, run_dir: Path) -> None:
         import optuna
 
-        params = " ".join(f"{k}={override_value(v)}" for k, v in trial.params.items())
+        params = " ".join(overrides([], trial.params))
         if value is not None:
             study.tell(trial, value)
-            log.info(f"trial {trial.number}: {self.objective} {100 * value:.2f}% ({params}); run {run_dir}")
+            log.info(f"trial {trial.number}: {self.conf.objective} {100 * value:.2f}% ({params}); run {run_dir}")
         else:
             trial.set_user_attr("failure", reason)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             log.warning(f"trial {trial.number}: FAIL, {reason} ({params}); run {run_dir}")
 
     # ----- the search -----------------------------------------------------------------------------------------------
-    def _search(self, optuna: Any, study: Any, fixed: list[str], space: dict[str, Any], sweep_dir: Path) -> None:
-        asked, failed_in_a_row, last_failure = 0, 0, ""
-        while asked < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - asked))]
+    def _search(self, study: Any, fixed: list[str], space: dict[str, Any], sweep_dir: Path) -> None:
+        """Batches of n_jobs trials (the lock: no other process asks, so their numbers follow each other), each
+        launched, then told."""
+        c = self.conf
+        asked, failed_in_a_row, last_failure, stopped = 0, 0, "", None
+        while asked < c.n_trials and not stopped:
+            trials = [study.ask(space) for _ in range(min(c.n_jobs, c.n_trials - asked))]
             asked += len(trials)
-            numbers = [t.number for t in trials]
-            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers  # the lock: no other asker
-            jobs = []
-            for trial in trials:
-                job = [*fixed, *(f"{k}={override_value(v)}" for k, v in trial.params.items())]
+            jobs = [overrides(fixed, trial.params) for trial in trials]
+            for trial, job in zip(trials, jobs):
                 trial.set_user_attr("run_dir", str(self._compose(job, trial.number).hydra.sweep.subdir))
                 trial.set_user_attr("overrides", job)
-                trial.set_user_attr("final_command", command(final_overrides(job, self.study_name)))
-                jobs.append(job)
-            returns, reported, stop = self._launch(jobs, numbers[0])
+                trial.set_user_attr("final_command", command(final_overrides(job, c.study_name)))
+            returns, hint, stop = [], "", None  # the launcher's JobReturns, where it gives them
+            try:
+                returns = list(self.launcher.launch(jobs, initial_job_idx=trials[0].number))
+            except SystemExit as exit_:
+                # Our SLURM and Ray launchers end a batch with a failed run this way (status 1), after naming each
+                # failed run with its error and log; the records say which trials completed. Other statuses: a stop
+                # signal (130: Ctrl-C).
+                stop = None if exit_.code == 1 else exit_
+                hint = "" if stop else "; the launcher's report names its error and log"
+            except KeyboardInterrupt as interrupt:
+                stop = interrupt
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # a job's logging set-up ends
-            interrupted = stop is not None
-            for trial, ret in zip(trials, returns):
+            for trial, ret in zip_longest(trials, returns):
                 run_dir = sweep_dir / trial.user_attrs["run_dir"]
                 value, reason = self._objective(run_dir)
                 if value is None:
-                    reason = _job_error(ret, trial.number) or (
-                        reason + ("; the launcher's report names its error and log" if reported else "")
-                    )
-                    interrupted |= "interrupted" in reason
+                    reason = _job_error(ret, trial.number) or reason + hint
+                    stop = stop or (KeyboardInterrupt() if "interrupted" in reason else None)
                     failed_in_a_row, last_failure = failed_in_a_row + 1, f"trial {trial.number}: {reason}"
                 else:
                     failed_in_a_row = 0
                 self._tell(study, trial, value, reason, run_dir)
-            if interrupted:
+            if stop is not None:
                 print(
-                    f"search {self.study_name} stopped: a trial was interrupted (FAIL in the study); the same command "
+                    f"search {c.study_name} stopped: a trial was interrupted (FAIL in the study); the same command "
                     f"continues the study",
                     file=sys.stderr,
                     flush=True,
                 )
                 raise SystemExit(stop.code if isinstance(stop, SystemExit) and stop.code else 130)
-            if failed_in_a_row >= self.max_failures_in_a_row and asked < self.n_trials:
+            if failed_in_a_row >= c.max_failures_in_a_row and asked < c.n_trials:
                 stopped = f"stopped after {failed_in_a_row} failed trials in a row"
-                self._finish(optuna, study, sweep_dir, stopped, last_failure)
-                return
-        self._finish(optuna, study, sweep_dir, None, last_failure)
+        self._finish(study, sweep_dir, stopped, last_failure)
 
-    def _launch(self, jobs: list[list[str]], first: int) -> tuple[list[JobReturn | None], bool, BaseException | None]:
-        """The batch's JobReturns (None where the launcher gave none), whether the launcher reported failed runs, and
-        the stop signal that ended the batch, if any."""
-        try:
-            returns = list(self.launcher.launch(jobs, initial_job_idx=first))
-            return returns + [None] * (len(jobs) - len(returns)), False, None
-        except SystemExit as stop:
-            # Our SLURM and Ray launchers end a batch with a failed run this way (status 1), after naming each failed
-            # run with its error and log; the records say which trials completed. Other statuses: a stop signal
-            # (130: Ctrl-C).
-            if stop.code == 1:
-                return [None] * len(jobs), True, None
-            return [None] * len(jobs), False, stop
-        except KeyboardInterrupt as stop:
-            return [None] * len(jobs), False, stop
+    def _finish(self, study: Any, sweep_dir: Path, stopped: str | None, last_failure: str) -> None:
+        import optuna
 
-    def _finish(self, optuna: Any, study: Any, sweep_dir: Path, stopped: str | None, last_failure: str = "") -> None:
+        c = self.conf
         states = optuna.trial.TrialState
-        complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
-        failed = study.get_trials(deepcopy=False, states=(states.FAIL,))
+        complete, failed = (study.get_trials(deepcopy=False, states=(s,)) for s in (states.COMPLETE, states.FAIL))
         counts = f"{len(study.trials)} trials in the study ({len(complete)} complete, {len(failed)} failed)"
         if stopped or not complete:
             print(
-                f"error: search {self.study_name} {stopped or 'has no complete trial'}"
+                f"error: search {c.study_name} {stopped or 'has no complete trial'}"
                 f"{f' (the last, {last_failure})' if last_failure else ''}: {counts}; "
                 f"fix the cause and re-launch the same command, which continues the study",
                 file=sys.stderr,
@@ -488,10 +457,9 @@ class OptunaSweeper(Sweeper):
             )
             raise SystemExit(1)
         best = study.best_trial
-        params = " ".join(f"{k}={override_value(v)}" for k, v in best.params.items())
         log.info(
-            f"search {self.study_name}: {counts}; best: trial {best.number}, {self.objective} {100 * best.value:.2f}% "
-            f"({params}), run {sweep_dir / best.user_attrs['run_dir']}"
+            f"search {c.study_name}: {counts}; best: trial {best.number}, {c.objective} {100 * best.value:.2f}% "
+            f"({' '.join(overrides([], best.params))}), run {sweep_dir / best.user_attrs['run_dir']}"
         )
         log.info(
             "chosen on the validation split only; train it once on the full training set and test it once: "
@@ -505,12 +473,10 @@ def _job_error(ret: JobReturn | None, number: int) -> str | None:
         return None
     # The exception itself: JobReturn.return_value would also print the job's overrides, which the log has.
     err = ret._return_value
-    if isinstance(err, TrialFailed):
+    if isinstance(err, UserError):
         return str(err)  # its `error:` line is in the trial's output
-    if isinstance(err, BaseException):  # a bug in the trial: its traceback, then the search goes on
-        log.error(f"trial {number} raised {type(err).__name__}", exc_info=err)
-        return f"{type(err).__name__}: {err}"
-    return "failed"
+    log.error(f"trial {number} raised {type(err).__name__}", exc_info=err)  # a bug: the search goes on
+    return f"{type(err).__name__}: {err}"
 
 
 def _task_config(cfg: DictConfig) -> train_config.TrainConfig:
@@ -522,10 +488,11 @@ def _task_config(cfg: DictConfig) -> train_config.TrainConfig:
     return train_config.load(task, processes=1)
 
 
-def _distribution(optuna: Any, override: Override) -> Any:
+def _distribution(override: Override) -> Any:
     """An Optuna distribution from Hydra's sweep syntax: interval(a, b) (integers if both are), tag(log, interval(a,
     b)), range(a, b[, step]) (b excluded, as Hydra's range), choice(a, b, ...)."""
-    d = optuna.distributions
+    from optuna import distributions as d
+
     value = override.value()
     try:
         if override.is_interval_sweep():
@@ -562,16 +529,6 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-def _import_optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise UserError(
-            'hparams_search needs Optuna: pip install -c requirements/constraints.txt -e ".[search]"'
-        ) from None
-    return optuna
-
-
 @contextmanager
 def _search_lock(sweep_dir: Path) -> Iterator[None]:
     """One search of a study at a time (two would number their trials alike). The kernel drops the lock when the
@@ -583,21 +540,17 @@ def _search_lock(sweep_dir: Path) -> Iterator[None]:
         raise UserError(
             f"cannot write the search's directory {sweep_dir} ({err.strerror}): choose another run_root"
         ) from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
-        lock.close()
-        raise UserError(
-            f"a search of this study is running (process {holder} holds {sweep_dir / LOCK_NAME}): wait for it to "
-            f"end; a search with other settings needs a directory of its own (experiment_name=NAME)"
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    try:
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise UserError(
+                f"a search of this study is running (process {lock.read().strip() or '?'} holds "
+                f"{sweep_dir / LOCK_NAME}): wait for it to end; a search with other settings needs a directory of its "
+                f"own (experiment_name=NAME)"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
         yield
-    finally:
-        lock.close()
