@@ -420,6 +420,21 @@ TESTED_BY = {
         CANNOT_RUN + "ImageNet on 8-GPU nodes; the same launcher runs the CIFAR worked example",
         "test_cluster_commands.py::test_the_slurm_worked_example_trains_on_the_cluster_then_draws_the_figures",
     ],
+    "make bench": [
+        CANNOT_RUN + "the full benchmark takes about half an hour; its code runs with --quick at tiny sizes",
+        "test_bench.py::test_bench_writes_its_report",
+    ],
+    "python scripts/bench.py": ["test_bench.py::test_bench_writes_its_report"],
+    "python scripts/bench.py --out results/bench/cpu-2core-2026-11-25-r4.json": [
+        "test_bench.py::test_bench_writes_its_report"
+    ],
+    "python scripts/train.py model=resnet20 trainer.max_iters=300 data.split=full": [
+        "test_bench.py::test_whole_command_times_both_commands_as_processes"
+    ],
+    "python scripts/bench.py --only imagenet_decode --imagenet-root DIR": [
+        CANNOT_RUN + "nvJPEG needs a GPU; make gpu-check runs it, and its dry run on a CPU is tested",
+        "test_gpu_check.py::test_dry_run_writes_its_json_and_markdown",
+    ],
     "make ... LAUNCHER=ray": [CANNOT_RUN + "a pattern for any make target, not a command"],
     "CUDA_VISIBLE_DEVICES=0,1,2,3 make ...": [CANNOT_RUN + "a pattern for any make target, not a command"],
 }
