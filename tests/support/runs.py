@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +18,16 @@ from . import REPO
 
 # The metrics that differ between two otherwise identical runs.
 TIMING_KEYS = ("wall_s", "img_per_s")
+# What a make passes on to the commands it runs (make test runs the suite): a make they start would take it on.
+MAKE_STATE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 
 def child_env(**overrides: str) -> dict[str, str]:
     """This process's environment for a training subprocess, with one thread per process (CPU kernels are then
-    deterministic). The kill hook, Hydra's full tracebacks and W&B's mode and key are left out: a test sets its own."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE")
-    }
+    deterministic). The kill hook, Hydra's full tracebacks and W&B's mode and key are left out: a test sets its own.
+    So is the state of a make that runs the tests (`make test`): a command a test runs is typed in a shell."""
+    left_out = (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE", *MAKE_STATE)
+    env = {k: v for k, v in os.environ.items() if k not in left_out}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **overrides)
     return env
 
@@ -43,7 +44,7 @@ def run_command(cmd: list[str], env: dict[str, str] | None = None, timeout: floa
 
 USER_ERROR_EXIT = 2
 # What make adds after a command of a recipe fails: "make: *** [Makefile:74: prepare-cifar] Error 2".
-MAKE_TRAILER = "make: *** ["
+MAKE_TRAILER = re.compile(r"make(\[\d+\])?: \*\*\* \[")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -52,9 +53,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     report = f"exit {result.returncode}\nstdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-3000:]}"
     assert result.returncode == USER_ERROR_EXIT, report
     assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr, report
-    trailer = [line for line in result.stderr.splitlines() if line.startswith(MAKE_TRAILER)]
+    trailer = [line for line in result.stderr.splitlines() if MAKE_TRAILER.match(line)]
     assert not trailer or trailer[-1].endswith("Error 2"), report  # make exits 2 whatever its command's status
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(MAKE_TRAILER)]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not MAKE_TRAILER.match(line)]
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], report
     for fragment in fragments:
