@@ -78,7 +78,7 @@ lint: venv  ## ruff: the formatter's check and the linter (line limit 120; setti
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/ruff check --quiet .
 
-test: venv lint  ## lint, then the whole test suite (23 min on 2 CPU cores; the slowest 20 are listed at the end)
+test: venv lint  ## lint, then the whole test suite (16 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones
@@ -147,7 +147,7 @@ evaluate-torchvision: venv  ## torchvision's released weights (TV_MODELS, TV_WEI
 	$(require_imagenet)
 	for m in $(TV_MODELS); do $(PY) scripts/evaluate.py --torchvision $$m --weights $(TV_WEIGHTS) --data-root $(DATA) --protocols $(IMAGENET_PROTOCOLS) $(IMAGENET_EVAL_ARGS) || exit $$?; done
 
-bench: venv  ## the speed benchmark into results/bench/ (ARGS=--quick: a few minutes on a CPU; on a GPU also --cuda-graphs, --compile)
+bench: venv  ## the speed benchmark into results/bench/ (ARGS=--quick: every case smaller, 1.5 min on a 2-core AMD EPYC VM; on a GPU also --cuda-graphs, --compile)
 	$(PY) scripts/bench.py $(ARGS)
 
 FASHION_MNIST ?=# gpu-check: the folder of Fashion-MNIST's four idx .gz files (default /usr/share/datasets/fashion-mnist)

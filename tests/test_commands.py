@@ -407,6 +407,7 @@ TESTED_BY = {
     "python scripts/slurm_cluster.py stop": [
         "test_cluster_commands.py::test_the_slurm_cluster_script_starts_reports_and_stops"
     ],
+    "make test-fast": [CANNOT_RUN + "a part of the suite itself (make test runs it)"],
     "make test ARGS='-m slurm'": [CANNOT_RUN + "a part of the suite itself (make test runs it)"],
     "make test ARGS=tests/test_ray_sweeps.py": [CANNOT_RUN + "a part of the suite itself (make test runs it)"],
     "python scripts/train.py -m experiment=cifar10/plain20,...,cifar10/resnet1202 'seed=range(0,5)' launcher=slurm "
@@ -421,8 +422,8 @@ TESTED_BY = {
         "test_cluster_commands.py::test_the_slurm_worked_example_trains_on_the_cluster_then_draws_the_figures",
     ],
     "make bench": [
-        CANNOT_RUN + "the full benchmark takes about half an hour; its code runs with --quick at tiny sizes",
-        "test_bench.py::test_bench_writes_its_report",
+        CANNOT_RUN + "the full benchmark takes about half an hour; make bench ARGS=--quick runs as typed (two cases)",
+        "test_bench.py::test_make_bench_quick_writes_a_quick_report",
     ],
     "python scripts/bench.py": ["test_bench.py::test_bench_writes_its_report"],
     "python scripts/bench.py --out results/bench/cpu-2core-2026-11-25-r4.json": [

@@ -3,18 +3,19 @@
 - cifar_data_path: images/s of the device-resident data path (data/small_images.py) against torchvision's
   DataLoader with per-sample PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize)
   using as many worker processes as ours uses threads; on a GPU the baseline's batches are also moved to it.
-  Each round times 100 baseline batches and 2,000 of ours (about a second each on 2 CPU cores).
+  Each round times 100 baseline batches and 2,000 of ours (about a second each on 2 CPU cores; --quick: 40 and
+  800), after a training step, as in a training process (details.page_faults_per_batch_ours).
 - trainer_end_to_end_resnet20: iterations/s of our training loop (engine/trainer.py, as `train()` runs it) against a
   plain loop written the way common CIFAR ResNet repositories write it (DataLoader, eager fp32, `.item()` every
-  step), 200 iterations each after a warm-up.
+  step), 200 iterations each after a warm-up (--quick: 40).
 - whole_command_resnet20: wall time of the whole command, from the shell to its exit, of
   `python scripts/train.py model=resnet20 trainer.max_iters=300 data.split=full` (start-up, data loading, 300
   iterations, one evaluation on the whole test set, the run's records) against a typical CIFAR repository's script
   doing the same 300 iterations and test evaluation (typical_cifar_train.py: torchvision's CIFAR10, a DataLoader
   with per-sample PIL transforms and as many workers as ours has threads, eager fp32, `.item()` every step). Both
-  are real processes, alternated; the ratio is baseline time / ours, above 1 when ours is faster. Data: CIFAR-10
-  under --cifar-root, or else a generated CIFAR-10 of the real size in the official pickle format, read through
-  torchvision by both (cifar_files.py).
+  are real processes, alternated; the ratio is baseline time / ours, above 1 when ours is faster (--quick: 30
+  iterations, so start-up and the evaluation weigh more). Data: CIFAR-10 under --cifar-root, or else a generated
+  CIFAR-10 of the real size in the official pickle format, read through torchvision by both (cifar_files.py).
 - train_step_<model>: one SGD step on a fixed batch: eager fp32 (contiguous, default SGD) against the trainer's step
   with its defaults on this device (bf16 autocast on a GPU, channels_last, optim.impl=auto: fused SGD), plus
   --compile / --cuda-graphs. On a GPU also the achieved TFLOP/s against the GPU's dense bf16 peak, and the
@@ -42,6 +43,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -112,19 +114,28 @@ def bench_data_path(settings: Settings, synthetic_size: tuple[int, int] | None =
     arrays = cifar_arrays(settings, synthetic_size)
     ours_data = image_data(train_config(settings, "resnet20"), device, arrays)
     dataset = usual_dataset(settings, arrays[0])
-    state = {"iteration": 0}
+    state = {"iteration": 0, "page_faults": 0}
+    # Both sides are timed in the state of a training process, which has run a training step before its next batch:
+    # on a CPU the activations that step frees (a few MB each) raise glibc's mmap and trim thresholds, so that the
+    # temporaries of a batch of ours reuse heap pages. In a process that has run none, each batch of ours takes about
+    # 1,200 fresh zeroed pages (page faults) and runs 7x slower, a cost no training run pays (results/bench/README.md).
+    _, training_step = eager_fp32_step("resnet20", device)
+    training_step()
 
     def ours() -> float:
         for _ in range(5):  # warm-up: the epoch's order, the allocator
             ours_data.train_batch(state["iteration"])
             state["iteration"] += 1
         sync(device)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t = time.perf_counter()
         for _ in range(n_ours):
             ours_data.train_batch(state["iteration"])
             state["iteration"] += 1
         sync(device)
-        return n_ours * BATCH / (time.perf_counter() - t)
+        rate = n_ours * BATCH / (time.perf_counter() - t)
+        state["page_faults"] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        return rate
 
     def baseline() -> float:
         batches = iter(usual_loader(dataset, settings))
@@ -153,6 +164,7 @@ def bench_data_path(settings: Settings, synthetic_size: tuple[int, int] | None =
             "batch": BATCH,
             "workers_baseline": settings.workers,
             "threads_ours": settings.threads,
+            "page_faults_per_batch_ours": state["page_faults"] / (n_ours * settings.rounds),
             "data": describe_data(settings),
         },
     )

@@ -23,13 +23,22 @@ from .cases import benchmarks
 from .harness import PAPER_ITERS, Settings
 from .inputs import describe_data
 
+# --quick: the training loop and the whole command over fewer iterations, so that `make bench ARGS=--quick` takes
+# about 1.5 minutes on 2 CPU cores (results/bench/README.md; the full sizes are Settings' defaults: 200 and 300).
+QUICK_E2E_ITERS, QUICK_WHOLE_COMMAND_ITERS = 40, 30
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python scripts/bench.py",
         description="our training path against the usual way, side by side in one process",
     )
-    p.add_argument("--quick", action="store_true", help="fewer rounds and iterations: a CPU run of a few minutes")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="one round, every case scaled down (the loop 40 iterations, the whole command 30): about 1.5 minutes "
+        "on 2 CPU cores",
+    )
     p.add_argument(
         "--tiny",
         action="store_true",
@@ -51,12 +60,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rounds", type=int, default=None, help="alternating rounds per benchmark (default 3; 1 with --quick)"
     )
-    p.add_argument("--e2e-iters", type=int, default=200, help="timed iterations of trainer_end_to_end_resnet20")
+    p.add_argument(
+        "--e2e-iters",
+        type=int,
+        default=None,
+        help=f"timed iterations of trainer_end_to_end_resnet20 (default {Settings.e2e_iters}; {QUICK_E2E_ITERS} with "
+        "--quick)",
+    )
     p.add_argument(
         "--whole-command-iters",
         type=int,
-        default=300,
-        help="training iterations of both whole_command_resnet20 commands",
+        default=None,
+        help=f"training iterations of both whole_command_resnet20 commands (default {Settings.whole_command_iters}; "
+        f"{QUICK_WHOLE_COMMAND_ITERS} with --quick)",
     )
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table")
     p.add_argument("--cifar-root", default="data/cifar10")
@@ -124,14 +140,12 @@ def make_settings(args: argparse.Namespace) -> Settings:
         peak_tflops=args.peak_tflops,
         cifar_root=args.cifar_root,
         only=tuple(args.only),
-        e2e_iters=args.e2e_iters,
         protocol=tuple(args.protocol),
         protocol_iters=args.protocol_iters,
         protocol_seeds=args.protocol_seeds,
         protocol_budget_s=args.protocol_budget_s,
         imagenet_root=args.imagenet_root,
         imagenet_images=tuple(args.imagenet_images),
-        whole_command_iters=args.whole_command_iters,
         nets=tuple(args.nets),
         seeds=args.seeds,
         fashion_mnist=args.fashion_mnist,
@@ -139,10 +153,16 @@ def make_settings(args: argparse.Namespace) -> Settings:
     )
     if args.quick or args.tiny:
         settings.quick = True
-        settings.rounds, settings.data_batches, settings.e2e_warmup = 1, 40, 20
+        settings.rounds, settings.data_batches = 1, 40
+        settings.e2e_iters, settings.e2e_warmup = QUICK_E2E_ITERS, 10
+        settings.whole_command_iters = QUICK_WHOLE_COMMAND_ITERS
         settings.step_iters, settings.step_warmup, settings.sgd_iters = 3, 1, 10
         if device.type == "cpu":
             settings.memory_models = ("resnet20", "resnet56", "resnet110", "resnet1202")
+    if args.e2e_iters is not None:
+        settings.e2e_iters = args.e2e_iters
+    if args.whole_command_iters is not None:
+        settings.whole_command_iters = args.whole_command_iters
     if args.tiny:
         apply_tiny(settings)
     if args.rounds:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..engine.records import cpu_name
-from .harness import ROOT, Settings
+from .harness import Settings
 
 
 def host_info(settings: Settings) -> dict[str, Any]:
@@ -128,9 +128,11 @@ def device_label(device: torch.device) -> str:
 
 
 def default_out(settings: Settings) -> Path:
+    """results/bench/<device>-<date>[-quick].json under the current folder (make runs it at the repository's root),
+    as every script's default output; not beside the installed package, which may be another checkout's."""
     date = datetime.date.today().isoformat()
     kind = device_label(settings.device)
-    return ROOT / "results" / "bench" / f"{kind}-{date}{'-quick' if settings.quick else ''}.json"
+    return Path("results") / "bench" / f"{kind}-{date}{'-quick' if settings.quick else ''}.json"
 
 
 def write(report: dict[str, Any], out: Path) -> None:
