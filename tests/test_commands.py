@@ -165,7 +165,6 @@ def test_reproduce_cifar_without_network_is_one_error_line(checkout, archives, t
     assert not (checkout / "results" / "runs").exists()
 
 
-@pytest.mark.slow
 @NEEDS_VENV
 def test_a_network_that_hangs_fails_within_the_download_timeout(checkout, archives, tmp_path):
     """A server that accepts and never answers: the download gives up after DOWNLOAD_TIMEOUT_S, not minutes."""
