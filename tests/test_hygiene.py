@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from support.checkout import repository_files
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Absolute paths the product uses on any machine; everything else outside the repository is a finding.
@@ -45,17 +47,6 @@ def foreign_paths(text: str) -> list[tuple[int, str]]:
                 continue
             found.append((number, path))
     return found
-
-
-def repository_files(repo: Path) -> list[Path]:
-    """Tracked files, and new ones not yet added that git does not ignore (they are about to be committed)."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    return [repo / name for name in sorted(set(out.split("\0"))) if name]
 
 
 def scan(repo: Path) -> list[str]:

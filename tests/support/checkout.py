@@ -13,20 +13,24 @@ import pytest
 from . import REPO
 
 
-def copy_checkout(dest: Path) -> Path:
-    """Copy the files git tracks or would track (new ones included, ignored ones not) to `dest`, times kept (so make
-    sees the virtual environment as up to date), and link this checkout's .venv there."""
-    listed = subprocess.run(
+def repository_files(repo: Path = REPO) -> list[Path]:
+    """Tracked files, and new ones not yet added that git does not ignore (they are about to be committed)."""
+    out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
+        cwd=repo,
         capture_output=True,
         check=True,
     ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
+    return [repo / name for name in sorted(set(out.split("\0"))) if name]
+
+
+def copy_checkout(dest: Path) -> Path:
+    """Copy the files git tracks or would track (new ones included, ignored ones not) to `dest`, times kept (so make
+    sees the virtual environment as up to date), and link this checkout's .venv there."""
+    for source in repository_files():
         if source.is_file():  # a file deleted in the work tree but still in the index is left out, as git would
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+            (dest / source.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / source.relative_to(REPO))
     (dest / ".venv").symlink_to(REPO / ".venv", target_is_directory=True)
     return dest
 
