@@ -11,9 +11,10 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from resnet_repro.analysis.common import shown_path
-from resnet_repro.analysis.landscape import Options, compute
+from resnet_repro.analysis.landscape import Options, compute, run_configs
 from resnet_repro.cli import exit_on_user_error
 from resnet_repro.engine.distributed import resolve_device
 from resnet_repro.errors import UserError
@@ -72,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
     )
-    # Every output folder before the first (long) computation.
+    # Every run and every output folder before the first (long) computation; nothing is made for a run that is not one.
+    for run in args.run:
+        run_configs(Path(run))
     outs = {run: writable_folder(args.out or os.path.join(run, "landscape"), "--out") for run in args.run}
     cache: dict = {}
     for run in args.run:

@@ -245,6 +245,31 @@ def test_figure7_without_its_runs(tmp_path):
     assert skipped.returncode == 0 and "Figure 7 skipped" in skipped.stdout, output(skipped)
 
 
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["evaluate.py", "--run", "{empty}"], ["{empty} is not a run directory (no config.yaml)"]),
+        (
+            ["loss_landscape.py", "--run", "{missing}"],
+            ["{missing} holds no config.yaml", "--run takes a run directory"],
+        ),
+        (["make_figures.py", "--runs", "{missing}", "--out", "{out}"], ["no run records", "make reproduce-cifar"]),
+        (["train.py", "data.root={empty}", "hydra.run.dir={out}"], ["cifar10 not found", "data.root=DIR"]),
+    ],
+    ids=["evaluate-empty-folder", "landscape-missing-run", "figures-missing-root", "train-missing-data"],
+)
+def test_scripts_on_a_missing_run_or_data_set_are_one_error_line(tmp_path, argv, fragments):
+    """The README's scripts pointed at a run or a data set that is not there: one `error:` line, exit 2."""
+    (tmp_path / "empty").mkdir()
+    where = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "out": tmp_path / "out"}
+    argv = [arg.format(**where) for arg in argv]
+    result = subprocess.run(
+        [sys.executable, f"scripts/{argv[0]}", *argv[1:]], cwd=REPO, env=child_env(), capture_output=True, text=True
+    )
+    assert_one_line_error(result, *(fragment.format(**where) for fragment in fragments))
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
 @NEEDS_VENV
 @pytest.mark.parametrize(
     "args, fragments",

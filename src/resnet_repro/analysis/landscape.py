@@ -171,7 +171,8 @@ def axis(points: int, span: float) -> np.ndarray:
 # --- one run ---------------------------------------------------------------------------------------------------
 
 
-def _model_and_data_configs(run_dir: Path):
+def run_configs(run_dir: Path):
+    """The run's config, model config and data config; a UserError if `run_dir` is not a run directory."""
     from omegaconf import OmegaConf
 
     from ..config import DataConfig, ModelConfig
@@ -243,7 +244,7 @@ def compute(
     options.check()
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / RESULT_DIR
-    cfg, model_cfg, data_cfg = _model_and_data_configs(run_dir)
+    cfg, model_cfg, data_cfg = run_configs(run_dir)
     final = _checkpoint(run_dir, "last.pt")
     if final is None:
         raise UserError(f"{run_dir / 'checkpoints' / 'last.pt'} does not exist: train the run first")
