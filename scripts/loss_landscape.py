@@ -18,7 +18,7 @@ from resnet_repro.analysis.landscape import Options, compute, run_configs
 from resnet_repro.cli import exit_on_user_error
 from resnet_repro.engine.distributed import resolve_device
 from resnet_repro.errors import UserError
-from resnet_repro.io import NO_ROOM, writable_folder
+from resnet_repro.io import incomplete_without_room, writable_folder
 
 
 @exit_on_user_error
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     outs = {run: writable_folder(args.out or os.path.join(run, "landscape"), "--out") for run in args.run}
     cache: dict = {}
     for run in args.run:
-        try:
+        # landscape.json is written last and marks a whole result: without it the next run computes it again
+        with incomplete_without_room(
+            outs[run] / "landscape.json", f"the loss landscape in {outs[run]}", "the result there is incomplete"
+        ):
             meta, computed = compute(
                 run,
                 options,
@@ -91,16 +94,6 @@ def main(argv: list[str] | None = None) -> int:
                 force=args.force,
                 subset_cache=cache,
             )
-        except OSError as err:
-            if err.errno not in NO_ROOM:
-                raise
-            # landscape.json is written last and marks a whole result: without it the next run computes it again
-            (outs[run] / "landscape.json").unlink(missing_ok=True)
-            what, fix = NO_ROOM[err.errno]
-            raise UserError(
-                f"{what} writing {err.filename or f'the loss landscape in {outs[run]}'}; the result there is "
-                f"incomplete: {fix} and run the same command"
-            ) from None
         where = shown_path(outs[run])
         if not computed:
             print(f"loss_landscape: {where} is up to date (same options and checkpoint; --force recomputes)")

@@ -19,7 +19,7 @@ from resnet_repro.analysis.runs import find_partial_dirs, load_runs, load_wandb_
 from resnet_repro.analysis.search import find_searches
 from resnet_repro.cli import exit_on_user_error
 from resnet_repro.errors import UserError
-from resnet_repro.io import NO_ROOM, writable_folder
+from resnet_repro.io import incomplete_without_room, writable_folder
 
 
 @exit_on_user_error
@@ -57,20 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)]
     )
-    try:
+    # REPORT.md is written last: removed, it never stands over figures and tables only half replaced
+    with incomplete_without_room(
+        out / "REPORT.md", f"the figures and tables in {out}", "the report there is incomplete (no REPORT.md)"
+    ):
         _, n_figures, n_tables = write_report(
             runs, out, command=command, source=source, experiment=args.experiment, searches=searches
         )
-    except OSError as err:
-        if err.errno not in NO_ROOM:
-            raise
-        # REPORT.md is written last: removed, it never stands over figures and tables only half replaced
-        (out / "REPORT.md").unlink(missing_ok=True)
-        what, fix = NO_ROOM[err.errno]
-        raise UserError(
-            f"{what} writing {err.filename or f'the figures and tables in {out}'}; the report there is incomplete "
-            f"(no REPORT.md): {fix} and run the same command"
-        ) from None
     print(f"make_figures: {n_figures} figures, {n_tables} tables, report in {out / 'REPORT.md'}")
     return 0
 

@@ -98,18 +98,41 @@ def append_bytes(path: Path, data: bytes) -> None:
             os.close(fd)
 
 
+def probe_writable(folder: Path) -> None:
+    """Make `folder` if missing and write (and drop) a file in it: raises the OSError of a folder that cannot be
+    written (read-only, not permitted, full)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=folder).close()
+
+
 def writable_folder(folder: Path, key: str) -> Path:
     """`folder`, made if missing, once a file could be written in it; else a UserError naming it and `key`, the
     option that chose it. Called before any work whose results go there."""
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
+        probe_writable(folder)
     except OSError as err:
         raise UserError(
             f"cannot write to {folder} ({err.strerror or type(err).__name__}): {key} must name a writable folder"
         ) from None
     return folder
+
+
+@contextmanager
+def incomplete_without_room(marker: Path, result: str, incomplete: str):
+    """A full disk while writing a result whose `marker` file is written last, to say the result is whole: the marker
+    is removed (a half result never looks complete) and the error is one line. `result` names what was being written,
+    `incomplete` says what is left."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        Path(marker).unlink(missing_ok=True)
+        what, fix = NO_ROOM[err.errno]
+        raise UserError(
+            f"{what} writing {err.filename or result}; {incomplete}: {fix} and run the same command"
+        ) from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

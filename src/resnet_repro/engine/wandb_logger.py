@@ -11,7 +11,6 @@ import netrc
 import os
 import secrets
 import string
-import tempfile
 import typing
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from ..config import TrainConfig, to_dict
 from ..errors import UserError
-from ..io import NO_ROOM, WriteFailed, atomic_write, os_error_in
+from ..io import NO_ROOM, WriteFailed, atomic_write, os_error_in, probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +70,7 @@ def check_environment(cfg: TrainConfig) -> None:
     if env.get("WANDB_DIR"):
         folder = Path(env["WANDB_DIR"])
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=folder).close()
+            probe_writable(folder)
         except OSError as err:
             raise UserError(
                 f"WANDB_DIR={str(folder)!r} in the environment is not a writable folder ({err.strerror}): set it to "
