@@ -23,8 +23,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from resnet_repro.analysis import curves, responses, tables
+from resnet_repro.analysis.protocol import deviations
 from resnet_repro.analysis.provenance import command_template, provenance
-from resnet_repro.analysis.report import deviations, figure_findings, write_report
+from resnet_repro.analysis.report import write_report
 from resnet_repro.analysis.runs import STOPPED, group_runs, load_run, load_runs, run_from_wandb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,6 +217,55 @@ def test_test_selected_column_from_the_metrics_rows(tmp_path):
     assert seeds.seeds == "0: 15.00, 1: 14.00, 2: 10.00"
 
 
+def test_the_tables_are_tidy_frames_of_plain_values_before_any_markdown(tmp_path):
+    """Data first: each table is a DataFrame of numbers and names (its CSV), checked here as data; one renderer
+    then turns a frame of cells into Markdown."""
+    make_run(tmp_path, "resnet20", 0, 0.08)
+    make_run(tmp_path, "resnet20", 1, 0.10, summary={"git_dirty": True, "wall_s": 90.0})
+    make_run(tmp_path, "resnet56", 0, 0.07, status="interrupted")
+    runs = load_runs(tmp_path)
+    seeds = tables.seeds_table(runs)
+    assert seeds.to_dict("records") == [
+        {
+            "model": "resnet20",
+            "n": 2,
+            "mean_pct": pytest.approx(9.0),
+            "std_pct": pytest.approx(2**0.5),
+            "best_pct": pytest.approx(8.0),
+            "seeds": "0: 8.00, 1: 10.00",
+            "test_selected_mean_pct": pytest.approx(9.0),  # make_run's curves fall to the final error
+            "test_selected_n": 2,
+        }
+    ]
+    t6 = tables.table6(runs).set_index("method")
+    r20, r56 = (t6[t6.layers == d].iloc[0] for d in (20, 56))
+    assert (r20.n, r20.ours_mean_pct, r20.ours_seeds_pct, r20.params_M_ours) == (
+        2,
+        pytest.approx(9.0),
+        "8.00 / 10.00",
+        0.269722,
+    )
+    assert (r20.paper_err_pct, r20.diff_mean_pct, r20.comparable) == (8.75, pytest.approx(0.25), True)
+    assert r56.n == 0 and r56.not_complete == "resnet56 seed 0: interrupted at 32000/64000 iters"
+    assert (t6.loc["Highway"].iloc[0].paper_mean_pct, t6.loc["Highway"].iloc[0].paper_std_pct) == (7.72, 0.16)
+    df = tables.runs_table(runs)
+    assert df[["net", "seed", "status", "iters", "max_iters", "git_dirty", "wall_s"]].values.tolist() == [
+        ["resnet20", 0, "complete", 64000, 64000, False, 3600.0],
+        ["resnet20", 1, "complete", 64000, 64000, True, 90.0],
+        ["resnet56", 0, "interrupted", 32000, 64000, False, 3600.0],
+    ]
+    assert list(df.final_test_err_pct) == pytest.approx([8.0, 10.0, 7.0])
+    assert set(df.hardware) == {"NVIDIA H100 80GB HBM3"} and set(df.git_commit) == {"abc1234def"}
+    lines = tables.runs_markdown(df).splitlines()
+    assert lines[0] == (
+        "| experiment | data set | net | seed | status | iters | final test err (%) | hardware | precision | commit "
+        "| wall time | command |"
+    )
+    assert lines[3].startswith("| cifar10 | CIFAR-10 | ResNet-20 | 1 | complete | 64000/64000 | 10.00 | NVIDIA H100")
+    assert "| abc1234+ | 90 s | `python scripts/train.py" in lines[3]
+    assert "Total wall time of the runs: 2.0 h." in tables.runs_markdown(df)
+
+
 @pytest.mark.parametrize(
     "cfg, reason",
     [
@@ -242,7 +292,7 @@ def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
         assert "| not comparable: see protocol |" in rows[layers]
         assert not re.search(r"\| [+-]\d", rows[layers])  # no signed difference anywhere
     assert "not the paper's protocol" in md
-    findings = " ".join(figure_findings(runs, None))
+    findings = " ".join(curves.figure_findings(runs, None))
     assert "reproduced" not in findings and "not a reproduction" in findings.lower()
     strip = curves.seed_strip(runs)
     assert all(not ax.lines for ax in strip.axes)  # no paper line beside non-comparable dots

@@ -85,9 +85,11 @@ def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+def markdown(df) -> str:
+    """A table of cells (a DataFrame of strings, its columns the header) in Markdown: the one renderer of every table
+    in the report (pandas' to_markdown needs tabulate, which the project does not depend on)."""
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]) + "\n"
 
 
 def shown_path(path: str | Path) -> str:

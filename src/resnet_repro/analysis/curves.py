@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from resnet_repro.paper import load_table
-
 from .common import COLUMN_IN, STYLE, TEXT_IN, color, depth, net_order, pretty, titled
 from .provenance import provenance
 from .runs import Run, by_model, incomplete_note, single_protocol
-from .tables import final_err
+from .tables import final_err, paper_resnets
 
 TRAIN = dict(linestyle="--", linewidth=0.8)  # paper: dashed training error
 TEST = dict(linestyle="-", linewidth=1.6)  # paper: bold test error
@@ -52,15 +50,8 @@ def plot_model(ax, runs: list[Run], model: str, cols=(("train_err", TRAIN), ("te
         for r in other:
             if col in r.metrics:
                 m = r.metrics[["iter", col]].dropna()
-                lab = f"{pretty(model)} s{r.seed}: {r.status}"
-                ax.plot(
-                    m["iter"] / scale,
-                    100 * m[col],
-                    color=c,
-                    label=("_" if hidden else "") + lab,
-                    linewidth=style["linewidth"],
-                    **RUNNING,
-                )
+                label = ("_" if hidden else "") + f"{pretty(model)} s{r.seed}: {r.status}"
+                ax.plot(m["iter"] / scale, 100 * m[col], color=c, label=label, linewidth=style["linewidth"], **RUNNING)
 
 
 def iteration_axis(runs: list[Run]) -> tuple[float, str]:
@@ -86,16 +77,8 @@ def _finish(fig, axes, runs: list[Run], wanted: list[str], ylim, what: str, ylab
     axes[0].set_ylabel(ylabel)
     have = {r.net for r in runs}
     missing = sorted((m for m in wanted if m not in have), key=net_order)
-    return titled_runs(
-        fig,
-        runs,
-        what,
-        [
-            incomplete_note([r for r in runs if r.net in wanted]),
-            ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else "",
-            *notes,
-        ],
-    )
+    not_run = ("Not run: " + ", ".join(pretty(m) for m in missing)) if missing else ""
+    return titled_runs(fig, runs, what, [incomplete_note([r for r in runs if r.net in wanted]), not_run, *notes])
 
 
 def _panels(runs: list[Run], panels: list[tuple[list[str], str]]) -> tuple[list[tuple[list[str], str]], list[str]]:
@@ -209,8 +192,7 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
     if not models:
         return None
     draw_paper = protocol is not None and protocol.family == "cifar" and protocol.matches_paper
-    paper = load_table("cifar10_table6")
-    paper = paper[paper.method == "ResNet"].set_index(paper[paper.method == "ResNet"].depth.astype(int))
+    paper = paper_resnets()
     ncols = min(len(models), 6)
     nrows = math.ceil(len(models) / ncols)
     with plt.rc_context(STYLE):
@@ -228,10 +210,9 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
             ax.scatter(x, y, s=9, color=color(m), zorder=3, label="seeds")
             if draw_paper and re.fullmatch(r"resnet\d+", m) and depth(m) in paper.index:
                 row = paper.loc[depth(m)]
-                ax.axhline(row.test_error_pct, color="k", linestyle="--", linewidth=0.8, label="paper")
-                mean = re.search(r"mean ([\d.]+)", str(row.note))
-                if mean:
-                    ax.axhline(float(mean[1]), color="k", linestyle=":", linewidth=0.8, label="paper mean")
+                ax.axhline(row.paper_err_pct, color="k", linestyle="--", linewidth=0.8, label="paper")
+                if not math.isnan(row.paper_mean_pct):
+                    ax.axhline(row.paper_mean_pct, color="k", linestyle=":", linewidth=0.8, label="paper mean")
             ax.set_title(f"{pretty(m)} (N={len(y)})")
             ax.set_xlim(-0.5, 0.5)
             ax.set_xticks([])
@@ -245,3 +226,37 @@ def seed_strip(runs: list[Run]) -> plt.Figure | None:
         else:
             note = "The paper's numbers are not drawn: " + (protocol.not_comparable if protocol else "no runs") + "."
         return titled_runs(fig, runs, "final test error per seed", [note])
+
+
+def figure_findings(runs: list[Run], responses: pd.DataFrame | None) -> list[str]:
+    """One sentence per claim of the paper that the runs of one protocol can check; "reproduced" only where that
+    protocol is the paper's, otherwise the observation, and that it is not a reproduction (the protocol says why)."""
+    protocol = single_protocol(runs)
+    comparable = bool(protocol and protocol.matches_paper)
+    not_here = "" if comparable else " Not a reproduction: not the paper's protocol (see protocol)."
+    out = []
+    final = {}
+    for r in runs:
+        if r.complete and r.family == "cifar" and len(r.metrics) and "train_err" in r.metrics:
+            last = r.metrics.dropna(subset=["train_err"]).iloc[-1]
+            final.setdefault(r.net, []).append((100 * last.train_err, 100 * last.get("test_err", float("nan"))))
+    if "plain20" in final and "plain56" in final:
+        a, b = (pd.DataFrame(final[m]).mean() for m in ("plain20", "plain56"))
+        higher = b[0] > a[0] and b[1] > a[1]
+        here = f"final training error plain-20 {a[0]:.2f}%, plain-56 {b[0]:.2f}%; test {a[1]:.2f}% vs {b[1]:.2f}%"
+        if comparable:
+            verdict = f" — paper: plain-56 higher in both ({'reproduced' if higher else 'not reproduced'})."
+            out.append(f"Degradation (Figure 1's claim): {here}{verdict}")
+        else:
+            out.append(
+                f"Degradation (Figure 1's claim, on CIFAR-10: plain-56 higher in both): {here}; plain-56 "
+                f"{'is' if higher else 'is not'} higher in both here.{not_here}"
+            )
+    if responses is not None and len(responses):
+        mean_std = responses.groupby("model")["std"].mean()
+        txt = ", ".join(f"{pretty(m)} {v:.3f}" for m, v in mean_std.sort_values(ascending=False).items())
+        out.append(
+            f"Layer responses (Figure 7's claim, on CIFAR-10: ResNets smaller than plain nets, deeper ResNets "
+            f"smaller still): mean response std per layer: {txt}.{not_here}"
+        )
+    return out

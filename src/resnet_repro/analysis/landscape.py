@@ -397,7 +397,7 @@ def shared_levels(surfaces: list[np.ndarray], n: int = 16) -> np.ndarray:
     return np.linspace(lo, hi, n)
 
 
-def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> plt.Figure | None:
+def figure(landscapes: dict[str, Landscape]) -> plt.Figure | None:
     """One contour panel per net on the same levels (the final weights at the centre), then the loss along the line
     from the initial to the final weights of each net (log scale where it spans decades). None without results."""
     if not landscapes:
@@ -421,11 +421,8 @@ def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> p
             )
             ax.plot([0], [0], marker="+", color="k", markersize=5)
             it = ls.meta.get("final", {}).get("iteration")
-            ax.set_title(
-                f"{pretty(m)} (seed {ls.meta.get('seed', ls.run.seed)}"
-                + (f", iteration {it}" if it is not None else "")
-                + ")"
-            )
+            at = f", iteration {it}" if it is not None else ""
+            ax.set_title(f"{pretty(m)} (seed {ls.meta.get('seed', ls.run.seed)}{at})")
             ax.set_xlabel("direction 1")
             ax.set_aspect("equal")
             ax.grid(False)
@@ -437,18 +434,7 @@ def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> p
             bar.ax.minorticks_off()
             bar.set_label("training loss (same levels in all panels)")
         if lines:
-            ax = axes[-1]
-            for m, df in lines.items():
-                ax.plot(
-                    df.alpha, df.loss, color=color(m), linestyle="--" if m.startswith("plain") else "-", label=pretty(m)
-                )
-            losses = pd.concat([df.loss for df in lines.values()])
-            if losses.min() > 0 and losses.max() / losses.min() > 10:
-                ax.set_yscale("log")  # losses over decades (a net that diverges on the way)
-            ax.set_xlabel("α: initial (0) to final (1) weights")
-            ax.set_ylabel("training loss")
-            ax.set_title("straight line init → final")
-            ax.legend(loc="upper right")
+            _line_panel(axes[-1], lines)
         first = next(iter(landscapes.values())).meta
         what = (
             f"Loss landscape (Li et al. 2018): {first.get('options', {}).get('images', '?')} training images, "
@@ -456,7 +442,20 @@ def figure(landscapes: dict[str, Landscape], runs: list[Run] | None = None) -> p
             "directions"
         )
         notes = [f"{pretty(m)}: {ls.meta['line']}" for m, ls in landscapes.items() if ls.line is None]
-        return titled_runs(fig, runs if runs is not None else [ls.run for ls in landscapes.values()], what, notes)
+        return titled_runs(fig, [ls.run for ls in landscapes.values()], what, notes)
+
+
+def _line_panel(ax, lines: dict[str, pd.DataFrame]) -> None:
+    """The loss along the straight line from the initial to the final weights, one curve per net."""
+    for m, df in lines.items():
+        ax.plot(df.alpha, df.loss, color=color(m), linestyle="--" if m.startswith("plain") else "-", label=pretty(m))
+    losses = pd.concat([df.loss for df in lines.values()])
+    if losses.min() > 0 and losses.max() / losses.min() > 10:
+        ax.set_yscale("log")  # losses over decades (a net that diverges on the way)
+    ax.set_xlabel("α: initial (0) to final (1) weights")
+    ax.set_ylabel("training loss")
+    ax.set_title("straight line init → final")
+    ax.legend(loc="upper right")
 
 
 def _bn_text(meta: dict, short: bool = False) -> str:

@@ -1,7 +1,8 @@
 """What a group of runs was trained and tested on, read from their records, and whether that is the paper's protocol.
 
 Runs are grouped by Protocol: two data sets, two schedules or two test sets under one run root make separate tables
-and figures, never one average. A number is compared with the paper's only where `matches_paper` holds.
+and figures, never one average. A number is compared with the paper's only where `matches_paper` holds. The report
+states each group's protocol once, in protocol_block, with the settings that differ from the paper's (deviations).
 """
 
 from __future__ import annotations
@@ -17,26 +18,57 @@ DATASET_NAMES = {
     "imagenet": "ImageNet",
 }
 
-# The paper's protocols (Section 4.2 for CIFAR-10, Section 3.4 for ImageNet), in the fields of a Protocol.
-PAPER_CIFAR = {
-    "dataset": "cifar10",
-    "split": "full",
-    "limit_train": 0,
-    "limit_test": 0,
-    "batch_size": 128,
-    "max_iters": 64000,
-    "schedule": "steps",
-    "milestones": (32000, 48000),
-    "milestones_unit": "iters",
+# The paper's settings, read against each run's config; those that a Protocol states in words (data set, split, batch,
+# subsets, length, schedule: PROTOCOL_KEYS) are said there, the others are listed under the protocol as they are.
+CIFAR_PROTOCOL = {  # key: (paper value, what the paper says)
+    "data.name": ("cifar10", "CIFAR-10"),
+    "data.split": ("full", "train on all 50k images (Table 6); split=paper holds 5k out for validation"),
+    "data.batch_size": (128, "mini-batch 128"),
+    "data.augment": (True, "pad-4 crop and flip augmentation"),
+    "data.limit_train": (0, "the whole training set"),
+    "data.limit_test": (0, "the whole test set"),
+    "trainer.max_iters": (64000, "64k iterations"),
+    "schedule.kind": ("steps", "lr divided by 10 at fixed iterations"),
+    "schedule.milestones": ([32000, 48000], "lr / 10 at 32k and 48k"),
+    "optim.lr": (0.1, "lr 0.1"),
+    "optim.momentum": (0.9, "momentum 0.9"),
+    "optim.weight_decay": (1e-4, "weight decay 1e-4"),
+    "optim.nesterov": (False, "plain momentum"),
+    "model.shortcut": ("A", "option A (identity, zero-padded) shortcuts"),
 }
-PAPER_IMAGENET = {
-    "dataset": "imagenet",
-    "split": "full",
-    "limit_train": 0,
-    "limit_test": 0,
-    "batch_size": 256,
-    "max_iters": 600000,
-    "schedule": "plateau",
+IMAGENET_PROTOCOL = {
+    "data.name": ("imagenet", "ImageNet"),
+    "data.split": ("full", "train on the full training set"),
+    "data.batch_size": (256, "mini-batch 256"),
+    "data.normalize": ("mean_pixel", "per-pixel mean subtraction"),
+    "data.scale_min": (256, "shorter side in [256, 480]"),
+    "data.scale_max": (480, "shorter side in [256, 480]"),
+    "data.crop_size": (224, "224x224 crops"),
+    "data.pca_lighting": (0.1, "PCA colour augmentation"),
+    "data.limit_train": (0, "the whole training set"),
+    "data.limit_test": (0, "the whole val set"),
+    "trainer.max_iters": (600000, "up to 60e4 iterations"),
+    "schedule.kind": ("plateau", "lr / 10 when the error plateaus"),
+    "optim.lr": (0.1, "lr 0.1"),
+    "optim.momentum": (0.9, "momentum 0.9"),
+    "optim.weight_decay": (1e-4, "weight decay 1e-4"),
+    "model.stride_in_1x1": (True, "stride 2 on the first 1x1 of a bottleneck"),
+}
+# The fields of a Protocol that the paper's protocol fixes, and the config keys they are read from.
+PROTOCOL_KEYS = {
+    "dataset": "data.name",
+    "split": "data.split",
+    "batch_size": "data.batch_size",
+    "limit_train": "data.limit_train",
+    "limit_test": "data.limit_test",
+    "max_iters": "trainer.max_iters",
+    "schedule": "schedule.kind",
+    "milestones": "schedule.milestones",
+}
+# The paper's protocols (Section 4.2 for CIFAR-10, Section 3.4 for ImageNet), in the fields of a Protocol.
+PAPER = {
+    family: {field: settings[key][0] for field, key in PROTOCOL_KEYS.items() if key in settings}
+    for family, settings in (("cifar", CIFAR_PROTOCOL), ("imagenet", IMAGENET_PROTOCOL))
 }
 
 
@@ -96,7 +128,7 @@ class Protocol:
 
     @property
     def paper(self) -> dict:
-        return PAPER_IMAGENET if self.family == "imagenet" else PAPER_CIFAR
+        return PAPER[self.family]
 
     @property
     def schedule_text(self) -> str:
@@ -121,14 +153,11 @@ class Protocol:
 
     @property
     def split_text(self) -> str:
-        train = (
-            "the full training set"
-            if self.split == "full"
-            else f"the training set minus {self.val_size} held out for validation"
-        )
         if self.limit_train:
-            train = f"the first {self.limit_train} training images"
-        return train
+            return f"the first {self.limit_train} training images"
+        if self.split == "full":
+            return "the full training set"
+        return f"the training set minus {self.val_size} held out for validation"
 
     @property
     def test_text(self) -> str:
@@ -158,13 +187,12 @@ class Protocol:
     def mismatches(self) -> list[str]:
         """Why this is not the paper's protocol, one short reason per field, e.g. '600 iterations (paper: 64k)';
         [] when it is the paper's."""
-        paper = self.paper
-        out = (
-            []
-            if self.dataset == paper["dataset"]
-            else [f"{dataset_name(self.dataset)} (paper: {dataset_name(paper['dataset'])})"]
-        )
-        return out + self.training_mismatches()
+        if self.dataset == self.paper["dataset"]:
+            return self.training_mismatches()
+        return [
+            f"{dataset_name(self.dataset)} (paper: {dataset_name(self.paper['dataset'])})",
+            *self.training_mismatches(),
+        ]
 
     def training_mismatches(self) -> list[str]:
         """mismatches() without the data set: how training and testing differ from the paper's protocol."""
@@ -173,7 +201,7 @@ class Protocol:
             out.append(f"{_k(self.max_iters) if self.max_iters else '?'} iterations (paper: {_k(paper['max_iters'])})")
         if self.schedule != paper["schedule"]:
             out.append(f"schedule {self.schedule} (paper: {paper['schedule']})")
-        elif "milestones" in paper and (self.milestones, self.milestones_unit) != (paper["milestones"], "iters"):
+        elif "milestones" in paper and (self.milestones, self.milestones_unit) != (tuple(paper["milestones"]), "iters"):
             out.append(f"{self.schedule_text} (paper: at {', '.join(_k(m) for m in paper['milestones'])})")
         if self.batch_size != paper["batch_size"]:
             out.append(f"batch {self.batch_size} (paper: {paper['batch_size']})")
@@ -238,3 +266,75 @@ def _milestone_limit(run, max_iters: int | None, unit: str) -> float | None:
         return None
     last = m[m.epoch > 0].iloc[-1]
     return max_iters * float(last.epoch) / float(last["iter"])  # epochs per iteration, as the run counted them
+
+
+def deviations(run) -> list[str]:
+    """Differences between a run's config/summary and the paper's protocol, each as 'key=value (paper: ...)'."""
+    out = []
+    protocol = IMAGENET_PROTOCOL if run.family == "imagenet" else CIFAR_PROTOCOL
+    for key, (want, says) in protocol.items():
+        if key == "model.shortcut" and not run.model.startswith("resnet"):
+            continue
+        if key == "model.stride_in_1x1" and run.depth < 50:
+            continue
+        have = run.cfg(key)
+        if have is not None and have != want:
+            out.append(f"{key}={have} (paper: {says})")
+    if run.family == "imagenet" and run.model.startswith("resnet"):
+        want_sc = paper_shortcut(run.family, run.depth)
+        if run.shortcut and run.shortcut != want_sc:
+            out.append(f"model.shortcut={run.shortcut} (paper's main nets: option {want_sc}; Table 3 compares A/B/C)")
+    if run.family == "cifar":
+        warm = bool(run.cfg("schedule.warmup", False))
+        if run.depth == 110 and run.model.startswith("resnet") and not warm:
+            out.append("schedule.warmup=False (paper: lr 0.01 until training error < 80% for ResNet-110)")
+        elif warm and run.depth not in (110, 1202):
+            out.append("schedule.warmup=True (paper warms up ResNet-110 only)")
+    if run.summary.get("precision") == "bf16":
+        out.append("precision=bf16 autocast (paper: fp32)")
+    if run.summary.get("git_dirty"):
+        out.append("code had uncommitted changes (git_dirty)")
+    return out
+
+
+def other_deviations(runs: list) -> list[str]:
+    """The runs' deviations beyond their Protocol's fields, each once, with the runs it applies to (or all runs)."""
+    seen: dict[str, list[str]] = {}
+    for r in runs:
+        for d in deviations(r):
+            if (
+                "=" in d and d.split("=")[0] not in PROTOCOL_KEYS.values()
+            ):  # uncommitted code: flagged in the provenance
+                seen.setdefault(d, []).append(f"{r.net}/s{r.seed}")
+    return [f"{d}: " + ("all runs" if len(who) == len(runs) else ", ".join(who)) for d, who in seen.items()]
+
+
+def protocol_block(g) -> str:
+    """What the runs of one section were trained and tested on, and how that differs from the paper: stated once,
+    under the section's heading."""
+    p = g.protocol
+    if p.dataset == "cifar100":
+        verdict = "the paper reports no CIFAR-100 numbers, so none is compared with the paper's; " + (
+            "the runs follow its CIFAR-10 protocol, and other repositories' published CIFAR-100 numbers stand "
+            "beside them in a table of their own"
+            if p.follows_paper_protocol
+            else "not the paper's CIFAR protocol either:"
+        )
+        reasons = p.training_mismatches()
+    elif p.matches_paper:
+        verdict, reasons = "the paper's protocol: its numbers are compared with the paper's", []
+    else:
+        verdict = "not the paper's protocol, so no number is compared with the paper's (the layout only):"
+        reasons = p.mismatches()
+    batch = f"; batch {p.batch_size}" if p.batch_size else ""
+    items = [
+        f"- data set: {dataset_name(p.dataset)}",
+        f"- training: {p.training_text}{batch}",
+        f"- training split: {p.split_text}",
+        f"- test set: {p.test_text}",
+        f"- against the paper: {verdict}",
+        *(f"  - {x}" for x in reasons),
+    ]
+    if others := other_deviations(g.runs):
+        items += ["- other settings than the paper's (the runs' configs):", *(f"  - {x}" for x in others)]
+    return f"Protocol of these {len(g.runs)} runs:\n\n" + "\n".join(items) + "\n"

@@ -68,6 +68,12 @@ FIELDS = {  # name shown: how to read it from a summary
 }
 
 
+def _values(counts: Counter) -> str:
+    if len(counts) == 1:
+        return next(iter(counts))
+    return " / ".join(f"{v} ({_runs(k)})" for v, k in counts.most_common())
+
+
 @dataclass
 class Provenance:
     """Counts of each field's values over the runs of one table or figure."""
@@ -84,11 +90,10 @@ class Provenance:
     def dirty(self) -> bool:
         return any("uncommitted" in v for v in self.values.get("commit", {}))
 
-    @staticmethod
-    def _field(counts: Counter) -> str:
-        if len(counts) == 1:
-            return next(iter(counts))
-        return " / ".join(f"{v} ({_runs(k)})" for v, k in counts.most_common())
+    @property
+    def fields(self) -> str:
+        """Each field's value; where the runs disagree, its values with their numbers of runs."""
+        return ", ".join(f"{k} {_values(c)}" for k, c in self.values.items())
 
     @property
     def flags(self) -> list[str]:
@@ -103,18 +108,16 @@ class Provenance:
         """The Markdown line under a table or figure."""
         if not self.n:
             return "Provenance: no runs.\n"
-        parts = [f"{k} {self._field(c)}" for k, c in self.values.items()]
         cmds = self.commands.most_common()
         cmd = "; ".join(f"`{c}`" + (f" ({_runs(k)})" if len(cmds) > 1 else "") for c, k in cmds)
         flag = "".join(f" **Flagged: {f}.**" for f in self.flags)
-        return f"Provenance ({_runs(self.n)}): " + ", ".join(parts) + f"; command {cmd}.{flag}\n"
+        return f"Provenance ({_runs(self.n)}): {self.fields}; command {cmd}.{flag}\n"
 
     def short(self) -> str:
         """One line for the foot of a figure (the command is in the report)."""
         if not self.n:
             return ""
-        parts = [f"{k} {self._field(c)}" for k, c in self.values.items()]
-        return ", ".join(parts) + "".join(f" [{f}]" for f in self.flags)
+        return self.fields + "".join(f" [{f}]" for f in self.flags)
 
 
 def provenance(runs) -> Provenance:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,8 +12,8 @@ import torch
 from torch import nn
 
 from ..config import NUM_CLASSES
-from .common import COLUMN_IN, STYLE, color, pretty, wrap_text
-from .runs import Run
+from .common import COLUMN_IN, STYLE, color, pretty, titled
+from .runs import Group, Run
 
 FIG7_MODELS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -71,8 +72,6 @@ def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
     `title`: the runs' protocol (data set, schedule, test set), printed above the panels."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.6), constrained_layout=True)
-        if title:
-            fig.suptitle(wrap_text(title, fig, STYLE["font.size"]), fontsize=STYLE["font.size"])
         order = [m for m in FIG7_MODELS if m in set(df.model)] + sorted(set(df.model) - set(FIG7_MODELS))
         for m in order:
             d = df[df.model == m]
@@ -89,7 +88,27 @@ def figure7(df: pd.DataFrame, title: str = "") -> plt.Figure:
             ax.set_xlim(left=0)
             ax.set_ylim(bottom=0)
             ax.legend(loc="upper right", ncol=2)
-        return fig
+        return titled(fig, title)
+
+
+def load_responses(out: Path, groups: list[Group]) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Group suffix -> (Figure 7 responses, their metadata), from the files scripts/layer_responses.py wrote.
+    A file names its group by protocol slug; an older file without one belongs to the primary CIFAR group."""
+    found = {}
+    by_slug = {g.protocol.slug: g for g in groups}
+    for meta_path in sorted((out / "tables").glob("fig7_responses*.json")):
+        csv = meta_path.with_suffix(".csv")
+        if not csv.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        group = (
+            by_slug.get(meta.get("group"))
+            if meta.get("group")
+            else next((g for g in groups if g.family == "cifar" and not g.suffix), None)
+        )
+        if group is not None and group.suffix not in found:
+            found[group.suffix] = (pd.read_csv(csv), meta)
+    return found
 
 
 # --- loading a trained net and its test set ---------------------------------------------------------------

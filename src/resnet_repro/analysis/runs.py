@@ -166,25 +166,6 @@ def load_runs(root: str | Path) -> list[Run]:
     return sorted(runs, key=lambda r: (r.experiment, r.family, r.model.rstrip("0123456789"), r.depth, r.net, r.seed))
 
 
-def summaries_frame(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: its summary plus the derived fields used for grouping."""
-    rows = [
-        {
-            **r.summary,
-            "model": r.model,
-            "seed": r.seed,
-            "status": r.status,
-            "family": r.family,
-            "depth": r.depth,
-            "dataset": r.dataset,
-            "experiment": r.experiment,
-            "path": str(r.path or ""),
-        }
-        for r in runs
-    ]
-    return pd.DataFrame(rows)
-
-
 @dataclass
 class Group:
     """Runs that share one Protocol: one set of tables and figures. `suffix` goes into their file names
@@ -292,41 +273,10 @@ def run_from_wandb(wrun) -> Run:
         hist = hist.rename(columns={"_step": "iter"})
     hist = hist[[c for c in METRIC_KEYS if c in hist]].dropna(subset=["iter"]).sort_values("iter")
     run = Run(summary={}, config=config, metrics=hist.reset_index(drop=True), path=None)
-    summary = {
-        k: ws[k]
-        for k in ws
-        if k
-        in (
-            "model",
-            "family",
-            "depth",
-            "shortcut",
-            "dataset",
-            "split",
-            "seed",
-            "params",
-            "flops",
-            "final_test_err",
-            "best_test_err",
-            "best_val_err",
-            "iters",
-            "max_iters",
-            "wall_s",
-            "device",
-            "torch",
-            "cuda",
-            "git_commit",
-            "git_dirty",
-            "precision",
-            "command",
-            "eval",
-        )
-    }
-    summary.setdefault("model", run.cfg("model.name"))
-    summary.setdefault("seed", run.cfg("seed", 0))
-    summary.setdefault("shortcut", run.cfg("model.shortcut"))
-    summary.setdefault("dataset", run.cfg("data.name"))
-    summary.setdefault("split", run.cfg("data.split"))
+    # W&B's summary holds those of summary.json's fields that are not dicts (engine/wandb_logger.py) and the last
+    # value of each logged metric, which is not a field of the run's summary. Where the summary lacks a field, Run's
+    # properties read the config (model, seed, shortcut, data set); the experiment is the W&B group.
+    summary = {k: v for k, v in ws.items() if k not in METRIC_KEYS or k == "wall_s"}
     summary.setdefault("experiment", wrun.group or run.experiment)
     summary.setdefault("max_iters", run.cfg("trainer.max_iters"))
     if "final_test_err" not in summary and "test_err" in hist and len(hist.test_err.dropna()):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..engine.records import SEARCH_STUDY
 from . import tables
-from .common import STYLE, TEXT_IN, markdown, save, shown_path, wrap_text
+from .common import STYLE, TEXT_IN, markdown, save, shown_path, titled
 from .protocol import dataset_name
 from .provenance import Provenance, provenance
 from .runs import Run, load_run
@@ -155,19 +155,18 @@ def best_table(search: Search) -> pd.DataFrame:
 
 
 def best_markdown(search: Search, df: pd.DataFrame) -> str:
-    header = ["rank", "trial", f"{search.objective} (%)", *search.params, "iterations", "run"]
-    rows = [
-        [
-            str(r["rank"]),
-            str(r["trial"]),
-            f"{r['val_err_pct']:.2f}",
-            *(_value_text(r[key]) for key in search.params),
-            "—" if pd.isna(r["iters"]) else str(int(r["iters"])),
-            f"`{r['run_dir']}`",
-        ]
+    shown = [
+        {
+            "rank": str(r["rank"]),
+            "trial": str(r["trial"]),
+            f"{search.objective} (%)": f"{r['val_err_pct']:.2f}",
+            **{key: _value_text(r[key]) for key in search.params},
+            "iterations": "—" if pd.isna(r["iters"]) else str(int(r["iters"])),
+            "run": f"`{r['run_dir']}`",
+        }
         for r in df.head(BEST_SHOWN).to_dict("records")
     ]
-    md = markdown(header, rows)
+    md = markdown(pd.DataFrame(shown))
     others = len(df) - min(len(df), BEST_SHOWN)
     notes = [f"{others} more complete trials in tables/{search.slug}.csv." if others else ""]
     if search.failed:
@@ -228,10 +227,7 @@ def trials_figure(search: Search):
         axes[0][-1].legend(loc="upper right")
     counts = f"{len(search.trials)} trials: {len(done)} complete, {len(search.failed)} failed"
     what = f"Hyperparameter search {search.name} (Optuna TPE; {counts}): objective per trial"
-    fig.suptitle(wrap_text(f"{what}\n{search.title()}", fig, STYLE["font.size"]), fontsize=7)
-    if foot := search.provenance().short():
-        fig.text(0.0, -0.02, wrap_text(foot, fig, 5.5), ha="left", va="top", fontsize=5.5)
-    return fig
+    return titled(fig, f"{what}\n{search.title()}", [search.provenance().short()])
 
 
 def _final_run_text(search: Search, best, runs: Sequence[Run]) -> str:
@@ -282,14 +278,13 @@ def search_blocks(searches: Sequence[Path], out: Path, runs: Sequence[Run]) -> t
                 blocks.append(f"![trials of {search.name}](figures/{search.slug}.png)\n\n{search.provenance().line()}")
                 n_figures += 1
             df = best_table(search)
-            if len(df):
-                md = best_markdown(search, df)
-                tables.write_table(df, md, out / "tables", search.slug)
-                blocks.append(f"Best trials (of {len(search.trials)}):\n\n{md}")
-                n_tables += 1
-            else:
+            if not len(df):
                 blocks.append(f"No complete trial yet ({len(search.trials)} trials).\n")
                 continue
+            md = best_markdown(search, df)
+            tables.write_table(df, md, out / "tables", search.slug)
+            blocks.append(f"Best trials (of {len(search.trials)}):\n\n{md}")
+            n_tables += 1
             best = search.complete[0]
             blocks.append(
                 f"Order of use: (1) the search chose the setting on the validation split only (data.split=paper; "

@@ -1,6 +1,7 @@
-"""Table 6 (CIFAR-10), its rows on CIFAR-100, seed statistics, the peer repositories' numbers, and ImageNet Tables
-2, 3, 4: as DataFrames, Markdown and CSV. Every table holds the runs of one protocol (runs.group_runs); pooling two
-is refused.
+"""Table 6 (CIFAR-10), its rows on CIFAR-100, seed statistics, the peer repositories' numbers, ImageNet Tables 2, 3,
+4 and the runs. Each is built first as a DataFrame of plain values (its CSV, and what the tests check), then turned
+into a frame of cells that common.markdown renders. Every table holds the runs of one protocol (runs.group_runs);
+pooling two is refused.
 
 The headline is the paper's protocol: the final test error (the net at the last iteration), with no selection on
 the test set. Beside it, one clearly labelled column gives the lowest test error seen during training, which is
@@ -22,6 +23,7 @@ from resnet_repro.paper import load_table
 
 from .common import markdown, net_order, pretty
 from .protocol import dataset_name
+from .provenance import hardware
 from .runs import Run, by_model, incomplete_note, single_protocol
 
 TEST_SELECTED = "best test error during training (selected on the test set, as those repos do)"
@@ -53,100 +55,96 @@ def seed_stats(values: list[float]) -> dict[str, float]:
     return {"n": len(v), "mean": v.mean(), "std": v.std(ddof=1) if len(v) > 1 else np.nan, "best": v.min()}
 
 
-def _paper_mean_std(note) -> tuple[float, float]:
-    m = re.search(r"mean ([\d.]+) std ([\d.]+)", str(note))
-    return (float(m[1]), float(m[2])) if m else (np.nan, np.nan)
-
-
-def _paper_best_of(note) -> float:
-    m = re.search(r"best of (\d+)", str(note))
-    return float(m[1]) if m else np.nan
-
-
 def _pct(values) -> list[float]:
     return [100 * v for v in values if v is not None]
 
 
-def _resnet_rows(runs: list[Run]):
-    """Table 6's ResNet depths, then depths only we ran, with the paper's table and our CIFAR ResNet runs by net."""
-    paper = load_table("cifar10_table6")
+def _ours(done: list[Run]) -> dict:
+    """Our columns of a Table 6 row from the complete runs of one net: the final test error over seeds (the
+    headline) and the lowest test error during training (selected on the test set)."""
+    done = sorted(done, key=lambda r: r.seed)
+    final = seed_stats(_pct(final_err(r) for r in done))
+    selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
+    return {
+        "n": final["n"],
+        "ours_mean_pct": final["mean"],
+        "ours_std_pct": final["std"],
+        "ours_best_pct": final["best"],
+        "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in done),
+        "test_selected_mean_pct": selected["mean"],
+        "test_selected_std_pct": selected["std"],
+        "test_selected_n": selected["n"],
+    }
+
+
+def _params_m(runs: list[Run]) -> float:
+    params = [r.summary["params"] for r in runs if r.summary.get("params")]
+    return params[0] / 1e6 if params else np.nan
+
+
+def paper_table6() -> pd.DataFrame:
+    """The paper's Table 6 in our columns, the numbers of its notes included (mean, std, best of N runs)."""
+    names = {"depth": "layers", "params_M": "params_M_paper", "test_error_pct": "paper_err_pct"}
+    paper = load_table("cifar10_table6").rename(columns=names)
+    note = paper.pop("note").fillna("")
+    paper["paper_mean_pct"] = note.str.extract(r"mean ([\d.]+)")[0].astype(float)
+    paper["paper_std_pct"] = note.str.extract(r"std ([\d.]+)")[0].astype(float)
+    paper["paper_best_of"] = note.str.extract(r"best of (\d+)")[0].astype(float)
+    return paper
+
+
+def paper_resnets() -> pd.DataFrame:
+    """The ResNet rows of paper_table6, indexed by depth."""
+    paper = paper_table6().query("method == 'ResNet'")
+    return paper.set_index(paper.layers.astype(int))
+
+
+def _resnet_rows(runs: list[Run]) -> tuple[pd.DataFrame, dict]:
+    """Table 6's ResNet depths, then depths only we ran (no paper numbers), and our CIFAR ResNet runs by net."""
+    paper = paper_resnets()
     groups = by_model([r for r in runs if r.family == "cifar" and re.fullmatch(r"resnet\d+", r.net)])  # option A
-    depths = list(paper[paper.method == "ResNet"].depth.astype(int))
-    depths += sorted({int(m[6:]) for m in groups} - set(depths))
-    return paper, groups, depths
+    depths = list(paper.index) + sorted({int(m[6:]) for m in groups} - set(paper.index))
+    return paper.reindex(depths), groups
 
 
 def table6(runs: list[Run]) -> pd.DataFrame:
     """One row per ResNet depth of the paper (plus depths only we ran), then the paper's comparison rows."""
     protocol = single_protocol(runs)
     comparable = bool(protocol and protocol.matches_paper)
-    paper, groups, depths = _resnet_rows(runs)
+    paper, groups = _resnet_rows(runs)
     rows = []
-    for d in depths:
-        p = paper[(paper.method == "ResNet") & (paper.depth == d)]
-        note = p.note.iloc[0] if len(p) else ""
-        p_err = float(p.test_error_pct.iloc[0]) if len(p) else np.nan
-        p_mean, p_std = _paper_mean_std(note)
-        p_best_of = _paper_best_of(note)
+    for d, p in paper.iterrows():
         done, other = groups.get(f"resnet{d}", ([], []))
-        final = seed_stats(_pct(final_err(r) for r in done))
-        selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
-        params = [r.summary["params"] for r in done + other if r.summary.get("params")]
+        ours = _ours(done)
         # like with like: our mean against the paper's mean where it gives one, else against its single number
-        p_ref = p_mean if not math.isnan(p_mean) else p_err
+        p_ref = p.paper_err_pct if math.isnan(p.paper_mean_pct) else p.paper_mean_pct
         rows.append(
             {
                 "method": "ResNet",
                 "layers": d,
-                "params_M_paper": float(p.params_M.iloc[0]) if len(p) else np.nan,
-                "params_M_ours": params[0] / 1e6 if params else np.nan,
-                "paper_err_pct": p_err,
-                "paper_mean_pct": p_mean,
-                "paper_std_pct": p_std,
-                "paper_best_of": p_best_of,
-                "n": final["n"],
-                "ours_mean_pct": final["mean"],
-                "ours_std_pct": final["std"],
-                "ours_best_pct": final["best"],
-                "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in sorted(done, key=lambda r: r.seed)),
-                "test_selected_mean_pct": selected["mean"],
-                "test_selected_std_pct": selected["std"],
-                "test_selected_n": selected["n"],
-                "diff_mean_pct": final["mean"] - p_ref if comparable else np.nan,
-                "diff_best_pct": final["best"] - p_err if comparable and not math.isnan(p_best_of) else np.nan,
+                "params_M_paper": p.params_M_paper,
+                "params_M_ours": _params_m(done + other),
+                "paper_err_pct": p.paper_err_pct,
+                "paper_mean_pct": p.paper_mean_pct,
+                "paper_std_pct": p.paper_std_pct,
+                "paper_best_of": p.paper_best_of,
+                **ours,
+                "diff_mean_pct": ours["ours_mean_pct"] - p_ref if comparable else np.nan,
+                "diff_best_pct": ours["ours_best_pct"] - p.paper_err_pct
+                if comparable and not math.isnan(p.paper_best_of)
+                else np.nan,
                 "comparable": comparable,
                 "not_comparable": protocol.not_comparable if protocol else "no runs",
                 "not_complete": "; ".join(r.label for r in other),
             }
         )
-    df = pd.DataFrame(rows + _other_methods(paper, comparable))
+    others = paper_table6().query("method != 'ResNet'")  # Maxout, NIN, ...: the paper's numbers only
+    others = others.assign(n=0, comparable=comparable, not_comparable="", not_complete="")
+    df = pd.concat([pd.DataFrame(rows), others], ignore_index=True)
     df["layers"] = df["layers"].astype("Int64")
     df["dataset"] = protocol.dataset if protocol else ""
     df["protocol"] = protocol.title if protocol else ""
     return df
-
-
-def _other_methods(paper: pd.DataFrame, comparable: bool) -> list[dict]:
-    """Table 6's rows of the other methods (Maxout, NIN, ...): the paper's numbers only."""
-    rows = []
-    for _, p in paper[paper.method != "ResNet"].iterrows():
-        p_mean, p_std = _paper_mean_std(p.note)
-        rows.append(
-            {
-                "method": p.method,
-                "layers": p.depth,
-                "params_M_paper": p.params_M,
-                "paper_err_pct": p.test_error_pct,
-                "paper_mean_pct": p_mean,
-                "paper_std_pct": p_std,
-                "paper_best_of": np.nan,
-                "n": 0,
-                "comparable": comparable,
-                "not_comparable": "",
-                "not_complete": "",
-            }
-        )
-    return rows
 
 
 def _f(x, digits=2, sign=False) -> str:
@@ -173,53 +171,32 @@ def _diff_cell(r) -> str:
 
 
 def table6_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
-    rows = []
-    for _, r in df.iterrows():
-        paper = _f(r.paper_err_pct) + (
-            f" (mean {_f(r.paper_mean_pct)} ± {_f(r.paper_std_pct)})" if not math.isnan(r.paper_mean_pct) else ""
-        )
-        ours = _mean_std_n(r.get("ours_mean_pct"), r.get("ours_std_pct"), r.n)
-        best_of = f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n and not math.isnan(r.paper_best_of) else "—"
-        selected = _mean_std_n(
-            r.get("test_selected_mean_pct"),
-            r.get("test_selected_std_pct"),
-            r.get("test_selected_n", 0) if r.method == "ResNet" else 0,
-        )
-        rows.append(
-            [
-                r.method,
-                _f(r.layers, 0) if r.layers is not pd.NA else "",
-                _f(r.params_M_paper),
-                _f(r.get("params_M_ours", np.nan)),
-                paper,
-                ours,
-                best_of,
-                _diff_cell(r),
-                selected,
-            ]
-        )
-    text = markdown(
-        [
-            "method",
-            "layers",
-            "params (M, paper)",
-            "params (M, ours)",
-            "paper: CIFAR-10 test error (%)",
-            "ours: final test error (%), mean ± std (N)",
-            "ours: best of N (%)",
-            "ours − paper",
-            f"ours: {TEST_SELECTED} (%)",
-        ],
-        rows,
-    )
-    comparable = bool(df.comparable.iloc[0]) if "comparable" in df and len(df) else False
-    text += (
+    shown = [
+        {
+            "method": r.method,
+            "layers": "" if r.layers is pd.NA else _f(r.layers, 0),
+            "params (M, paper)": _f(r.params_M_paper),
+            "params (M, ours)": _f(r.params_M_ours),
+            "paper: CIFAR-10 test error (%)": _f(r.paper_err_pct)
+            + (f" (mean {_f(r.paper_mean_pct)} ± {_f(r.paper_std_pct)})" if not math.isnan(r.paper_mean_pct) else ""),
+            "ours: final test error (%), mean ± std (N)": _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
+            "ours: best of N (%)": f"{_f(r.ours_best_pct)} (best of {r.n})"
+            if r.n and not math.isnan(r.paper_best_of)
+            else "—",
+            "ours − paper": _diff_cell(r),
+            f"ours: {TEST_SELECTED} (%)": _mean_std_n(
+                r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n
+            ),
+        }
+        for _, r in df.iterrows()
+    ]
+    text = markdown(pd.DataFrame(shown)) + (
         "\nPaper: CIFAR-10, 64k iterations, the full 50k training images; "
         "ResNet-110 as best of 5 runs with mean ± std. Ours: the final test error after the last iteration, no "
         "selection on the test set (the paper's protocol; the headline), mean ± sample std (ddof=1) over N seeds; "
         "best of N only where the paper reports a best of 5."
     )
-    if comparable:
+    if bool(df.comparable.iloc[0]):
         text += (
             " ours − paper: our mean minus the paper's number (ResNet-110: minus its mean; and our best of N "
             "minus its best of 5)."
@@ -239,47 +216,20 @@ def cifar100_table(runs: list[Run]) -> pd.DataFrame:
     """One row per ResNet depth of Table 6 (plus depths only we ran): our final test error over seeds, its best, and
     the test-selected error. No paper column and no difference with the paper: it reports nothing on CIFAR-100."""
     protocol = single_protocol(runs)
-    _, groups, depths = _resnet_rows(runs)
+    paper, groups = _resnet_rows(runs)
     rows = []
-    for d in depths:
+    for d in paper.index:
         done, other = groups.get(f"resnet{d}", ([], []))
-        done = sorted(done, key=lambda r: r.seed)
-        final = seed_stats(_pct(final_err(r) for r in done))
-        selected = seed_stats(_pct(best_test_err_during_training(r) for r in done))
-        params = [r.summary["params"] for r in done + other if r.summary.get("params")]
         rows.append(
             {
                 "method": "ResNet",
                 "layers": d,
-                "params_M_ours": params[0] / 1e6 if params else np.nan,
-                "n": final["n"],
-                "ours_mean_pct": final["mean"],
-                "ours_std_pct": final["std"],
-                "ours_best_pct": final["best"],
-                "ours_seeds_pct": " / ".join(f"{100 * final_err(r):.2f}" for r in done),
-                "test_selected_mean_pct": selected["mean"],
-                "test_selected_std_pct": selected["std"],
-                "test_selected_n": selected["n"],
+                "params_M_ours": _params_m(done + other),
+                **_ours(done),
                 "not_complete": "; ".join(r.label for r in other),
             }
         )
-    df = pd.DataFrame(
-        rows,
-        columns=[
-            "method",
-            "layers",
-            "params_M_ours",
-            "n",
-            "ours_mean_pct",
-            "ours_std_pct",
-            "ours_best_pct",
-            "ours_seeds_pct",
-            "test_selected_mean_pct",
-            "test_selected_std_pct",
-            "test_selected_n",
-            "not_complete",
-        ],
-    )
+    df = pd.DataFrame(rows)
     df["dataset"] = protocol.dataset if protocol else ""
     df["protocol"] = protocol.title if protocol else ""
     df["follows_paper_protocol"] = bool(protocol and protocol.follows_paper_protocol)
@@ -287,36 +237,25 @@ def cifar100_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def cifar100_markdown(df: pd.DataFrame, runs: list[Run] | None = None) -> str:
-    rows = [
-        [
-            r.method,
-            str(r.layers),
-            _f(r.params_M_ours, 3),
-            _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
-            f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n else "—",
-            r.ours_seeds_pct or "—",
-            _mean_std_n(r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n),
-        ]
+    shown = [
+        {
+            "method": r.method,
+            "layers": str(r.layers),
+            "params (M, ours)": _f(r.params_M_ours, 3),
+            "ours: final test error (%), mean ± std (N)": _mean_std_n(r.ours_mean_pct, r.ours_std_pct, r.n),
+            "ours: best of N (%)": f"{_f(r.ours_best_pct)} (best of {r.n})" if r.n else "—",
+            "ours: each seed (%)": r.ours_seeds_pct or "—",
+            f"ours: {TEST_SELECTED} (%)": _mean_std_n(
+                r.test_selected_mean_pct, r.test_selected_std_pct, r.test_selected_n
+            ),
+        }
         for _, r in df.iterrows()
     ]
-    text = markdown(
-        [
-            "method",
-            "layers",
-            "params (M, ours)",
-            "ours: final test error (%), mean ± std (N)",
-            "ours: best of N (%)",
-            "ours: each seed (%)",
-            f"ours: {TEST_SELECTED} (%)",
-        ],
-        rows,
-    )
-    follows = bool(df.follows_paper_protocol.iloc[0]) if len(df) else False
-    text += (
+    text = markdown(pd.DataFrame(shown)) + (
         (
             "\nOur runs follow the paper's CIFAR-10 protocol (all 50k training images, 64k iterations at batch 128, "
             "lr ÷10 at 32k and 48k, the full test set), on CIFAR-100."
-            if follows
+            if df.follows_paper_protocol.iloc[0]
             else "\nOur runs do not follow the paper's CIFAR protocol (see protocol)."
         )
         + " The paper reports no CIFAR-100 results: there is no paper column and no difference with the paper. "
@@ -375,28 +314,20 @@ def seeds_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def seeds_markdown(df: pd.DataFrame) -> str:
-    rows = [
-        [
-            pretty(r.model),
-            str(r.n),
-            _mean_std_n(r.mean_pct, r.std_pct, r.n),
-            _f(r.best_pct),
-            r.seeds,
-            _f(r.test_selected_mean_pct),
-        ]
+    shown = [
+        {
+            "net": pretty(r.model),
+            "N": str(r.n),
+            "final test error (%), mean ± std": _mean_std_n(r.mean_pct, r.std_pct, r.n),
+            "best of N (%)": _f(r.best_pct),
+            "each seed (seed: error %)": r.seeds,
+            f"{TEST_SELECTED} (%), mean": _f(r.test_selected_mean_pct),
+        }
         for _, r in df.iterrows()
     ]
-    return markdown(
-        [
-            "net",
-            "N",
-            "final test error (%), mean ± std",
-            "best of N (%)",
-            "each seed (seed: error %)",
-            f"{TEST_SELECTED} (%), mean",
-        ],
-        rows,
-    ) + ("\nComplete runs only. std: sample std over seeds (ddof=1); none for N = 1.\n")
+    return (
+        markdown(pd.DataFrame(shown)) + "\nComplete runs only. std: sample std over seeds (ddof=1); none for N = 1.\n"
+    )
 
 
 # --- peer repositories ------------------------------------------------------------------------------------------
@@ -425,39 +356,23 @@ def peers_table(dataset: str, comparable_runs: list[Run] | None = None) -> pd.Da
 
 
 def peers_markdown(df: pd.DataFrame, have_comparable: bool) -> str:
-    rows = []
-    for _, p in df.iterrows():
-        err = _f(p.test_error_pct) + (f" ± {_f(p.std_pct)}" if not math.isnan(p.std_pct) else "")
-        epochs = "—" if math.isnan(p.epochs) else f"{p.epochs:.0f}"
-        ours = _mean_std_n(p.ours_mean_pct, p.ours_std_pct, p.ours_n) if have_comparable else "—"
-        rows.append(
-            [
-                p.source.replace(" README", ""),
-                pretty(p.model),
-                p.shortcut,
-                err,
-                str(p.runs),
-                epochs,
-                p.selection,
-                p.protocol_note,
-                ours,
-            ]
-        )
-    text = markdown(
-        [
-            "repository",
-            "net",
-            "shortcut",
-            "their test error (%)",
-            "runs",
-            "epochs",
-            "how it was chosen",
-            "their protocol",
-            "ours, chosen the same way (%)",
-        ],
-        rows,
-    )
-    text += (
+    shown = [
+        {
+            "repository": p.source.replace(" README", ""),
+            "net": pretty(p.model),
+            "shortcut": p.shortcut,
+            "their test error (%)": _f(p.test_error_pct) + (f" ± {_f(p.std_pct)}" if not math.isnan(p.std_pct) else ""),
+            "runs": str(p.runs),
+            "epochs": _f(p.epochs, 0),
+            "how it was chosen": p.selection,
+            "their protocol": p.protocol_note,
+            "ours, chosen the same way (%)": _mean_std_n(p.ours_mean_pct, p.ours_std_pct, p.ours_n)
+            if have_comparable
+            else "—",
+        }
+        for _, p in df.iterrows()
+    ]
+    text = markdown(pd.DataFrame(shown)) + (
         '\nTheir numbers as published (paper/peers.csv), not rerun here. "best on the test set": the lowest '
         'test error over training, i.e. the test set is used for model selection; "final": the net at the end.'
     )
@@ -532,34 +447,21 @@ def imagenet_markdown(df: pd.DataFrame) -> str:
             return "—"
         return _f(r[col], sign=True) if r.comparable else NOT_COMPARABLE
 
-    rows = [
-        [
-            r.model + (f" ({r.shortcut})" if r.shortcut else ""),
-            _f(r.paper_top1_pct),
-            _f(r.paper_top5_pct),
-            _f(r.ours_top1_pct),
-            _f(r.ours_top5_pct),
-            diff(r, "diff_top1_pct"),
-            diff(r, "diff_top5_pct"),
-            str(r.n),
-            r.ours_protocol or "—",
-        ]
+    shown = [
+        {
+            "model": r.model + (f" ({r.shortcut})" if r.shortcut else ""),
+            "paper top-1": _f(r.paper_top1_pct),
+            "paper top-5": _f(r.paper_top5_pct),
+            "ours top-1": _f(r.ours_top1_pct),
+            "ours top-5": _f(r.ours_top5_pct),
+            "ours − paper top-1": diff(r, "diff_top1_pct"),
+            "ours − paper top-5": diff(r, "diff_top5_pct"),
+            "N": str(r.n),
+            "our test protocol": r.ours_protocol or "—",
+        }
         for _, r in df.iterrows()
     ]
-    text = markdown(
-        [
-            "model",
-            "paper top-1",
-            "paper top-5",
-            "ours top-1",
-            "ours top-5",
-            "ours − paper top-1",
-            "ours − paper top-5",
-            "N",
-            "our test protocol",
-        ],
-        rows,
-    )
+    text = markdown(pd.DataFrame(shown))
     text += f"\nErrors in % on the ImageNet val set; the paper's test protocol: {df.paper_protocol.iloc[0]}.\n"
     bad = [x for x in df.not_complete if x]
     return text + ("\nNot complete (left out): " + "; ".join(bad) + "\n" if bad else "")
@@ -571,3 +473,66 @@ def write_table(df: pd.DataFrame, md: str, out_dir: str | Path, name: str) -> li
     df.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
     (out / f"{name}.md").write_text(md)
     return [out / f"{name}.md", out / f"{name}.csv"]
+
+
+# --- the runs ------------------------------------------------------------------------------------------------
+
+
+def runs_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: what it trained, how far it got, its final test error, and where and how it ran."""
+    return pd.DataFrame(
+        [
+            {
+                "experiment": r.experiment,
+                "dataset": r.dataset,
+                "net": r.net,
+                "seed": r.seed,
+                "status": r.status,
+                "iters": r.summary.get("iters"),
+                "max_iters": r.summary.get("max_iters"),
+                "final_test_err_pct": 100 * final_err(r) if final_err(r) is not None else np.nan,
+                "hardware": hardware(r.summary),
+                "precision": r.summary.get("precision"),
+                "git_commit": r.summary.get("git_commit"),
+                "git_dirty": bool(r.summary.get("git_dirty")),
+                "wall_s": r.summary.get("wall_s"),
+                "command": r.summary.get("command"),
+            }
+            for r in runs
+        ]
+    )
+
+
+def _count(n) -> str:
+    return "?" if n is None or pd.isna(n) else str(int(n))
+
+
+def wall_time(s) -> str:
+    if s is None or pd.isna(s):
+        return "—"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def runs_markdown(df: pd.DataFrame) -> str:
+    shown = [
+        {
+            "experiment": r.experiment,
+            "data set": dataset_name(r.dataset),
+            "net": pretty(r.net),
+            "seed": str(r.seed),
+            "status": r.status,
+            "iters": f"{_count(r.iters)}/{_count(r.max_iters)}",
+            "final test err (%)": _f(r.final_test_err_pct),
+            "hardware": r.hardware,
+            "precision": r.precision or "?",
+            "commit": (r.git_commit or "?")[:7] + ("+" if r.git_dirty else ""),
+            "wall time": wall_time(r.wall_s),
+            "command": f"`{r.command or '?'}`",
+        }
+        for _, r in df.iterrows()
+    ]
+    return markdown(pd.DataFrame(shown)) + (
+        f"\nTotal wall time of the runs: {wall_time(df.wall_s.sum())}. Status: read from the run directory's lock "
+        'where the records say "running" ("stopped (no process)": no process holds it). Commit: + marks uncommitted '
+        "changes.\n"
+    )
