@@ -1,6 +1,7 @@
 """Shared fixtures. System-dependent fixtures go through ``require_system``: they skip when a system package is
 missing, or fail when RESNET_REPRO_FAIL_ON_SKIP=1 (CI). Helpers that are plain functions live in tests/support/."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,28 @@ def fake_cifar100(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
     md5 = make_fake_cifar100(root)
     patch_cifar100_md5(monkeypatch, md5)
     return root, md5
+
+
+# make test runs the suite on 2 pytest-xdist workers with --dist loadgroup. The tests that start SLURM or Ray daemons
+# share one worker: two clusters at once would fight over ports, munge and the SLURM state folders.
+CLUSTER_MODULES = {"test_cluster_commands", "test_ray_sweeps", "test_slurm_cluster", "test_slurm_sweeps"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (
+            item.module.__name__ in CLUSTER_MODULES
+            or item.get_closest_marker("slurm")
+            or "slurm_cluster" in item.fixturenames
+        ):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+def pytest_configure(config):
+    """One torch thread per xdist worker, in the tests and the processes they start: two workers on two cores, not
+    four threads fighting over them. Outside xdist (a single test, a debugger) torch keeps its default."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)

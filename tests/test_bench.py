@@ -147,14 +147,22 @@ def test_a_time_row_has_its_ratio_the_right_way_up():
 
 
 @pytest.mark.slow
-def test_whole_command_times_both_commands_as_processes(tmp_path):
+def test_whole_command_and_startup_time_our_command_as_processes(tmp_path):
     """--tiny: both commands run as processes of their own on a generated CIFAR-10 in the official format (read by
     torchvision, checksums included), 3 iterations and one evaluation of the 128 test images each; the row's
-    samples are their wall times, and ours is longer than the training loop its own records give."""
+    samples are their wall times, and ours is longer than the training loop its own records give. startup_resnet20
+    reads the start-up each run records, per phase, from the process's start to its first step."""
     out = tmp_path / "bench.json"
     args = ["--tiny", "--device", "cpu", "--threads", "1", "--cifar-root", str(tmp_path / "no-cifar"), "--out"]
-    report = main([*args, str(out), "--only", "whole_command_resnet20"])
-    (row,) = report["results"]
+    report = main([*args, str(out), "--only", "whole_command_resnet20", "startup_resnet20"])
+    row, startup = report["results"]
+    phases = startup["details"]["phases_s"]
+    assert startup["name"] == "startup_resnet20" and startup["ours"] == phases["total"] and startup["baseline"] is None
+    assert all(v > 0 for v in phases.values())
+    assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=0.005)
+    first_run = startup["details"]["first_run_s"]
+    assert first_run["data"] > phases["data"]  # the first run decodes the data set; the measured ones read the copy
+    assert "data.root=<generated>" in startup["details"]["command"]
     assert row["name"] == "whole_command_resnet20" and row["unit"] == "s"
     rounds, samples = row["details"]["rounds"], row["details"]["samples"]
     assert [r["wall_s"] for r in rounds["ours"]] == samples["ours"] == [row["ours"]]

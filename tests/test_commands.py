@@ -454,7 +454,7 @@ TESTED_BY = {
         "test_bench.py::test_bench_writes_its_report"
     ],
     "python scripts/train.py model=resnet20 trainer.max_iters=300 data.split=full": [
-        "test_bench.py::test_whole_command_times_both_commands_as_processes"
+        "test_bench.py::test_whole_command_and_startup_time_our_command_as_processes"
     ],
     "python scripts/bench.py --only imagenet_decode --imagenet-root DIR": [
         CANNOT_RUN + "nvJPEG needs a GPU; make gpu-check runs it, and its dry run on a CPU is tested",

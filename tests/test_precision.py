@@ -1,4 +1,5 @@
-"""Which precision a run trains in: trainer.precision=auto on GPUs and CPUs, with and without bf16 arithmetic.
+"""Which precision a run trains in, and why: trainer.precision=auto on GPUs and CPUs, with and without bf16
+arithmetic.
 
 The CPU's capability is mocked only where torch is asked for it (torch.cpu's AVX-512 BF16 and AMX queries); the
 rest, resolve_precision and a real training run, is the code as it runs."""
@@ -28,30 +29,35 @@ def test_native_bf16_is_read_from_torchs_capability_query(cpu_capability):
     assert cpu_computes_bf16() == (cpu_capability != "none")
 
 
-def test_auto_is_fp32_on_every_cpu_until_bf16_is_measured_there(cpu_capability):
-    assert resolve_precision("auto", CPU) == "fp32"
-
-
-def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_warns_once(cpu_capability, caplog):
-    with caplog.at_level(logging.WARNING, logger="resnet_repro.train"):
-        assert resolve_precision("bf16", CPU) == "bf16"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+def test_auto_is_bf16_on_a_cpu_that_computes_it_and_fp32_on_one_that_would_emulate_it(cpu_capability):
+    precision, reason = resolve_precision("auto", CPU)
     if cpu_capability == "none":
-        assert len(warnings) == 1 and "emulated" in warnings[0] and "trainer.precision=auto or fp32" in warnings[0]
+        assert precision == "fp32" and reason.startswith("auto: this CPU has no bf16 arithmetic")
     else:
-        assert warnings == []
+        assert precision == "bf16" and reason == "auto: this CPU computes bf16 with AVX-512 BF16 or AMX"
+    assert resolve_precision("fp32", CPU) == ("fp32", "trainer.precision=fp32")  # asked for: no capability question
+
+
+def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_says_so(cpu_capability):
+    precision, reason = resolve_precision("bf16", CPU)
+    assert precision == "bf16"
+    if cpu_capability == "none":
+        assert "emulated" in reason and "trainer.precision=auto or fp32" in reason
+    else:
+        assert reason == "trainer.precision=bf16"
 
 
 @pytest.mark.parametrize("gpu_bf16", [True, False])
 def test_auto_on_a_gpu_follows_its_bf16_support(gpu_bf16, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: gpu_bf16)
-    assert resolve_precision("auto", GPU) == ("bf16" if gpu_bf16 else "fp32")
-    assert resolve_precision("fp32", GPU) == "fp32"
+    assert resolve_precision("auto", GPU)[0] == ("bf16" if gpu_bf16 else "fp32")
+    assert resolve_precision("fp32", GPU)[0] == "fp32"
 
 
 @pytest.mark.parametrize("requested", ["auto", "bf16"])
-def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist_dir):
-    """A real (tiny) run on this CPU: summary.json names the precision resolve_precision chose."""
+def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist_dir, cpu_capability, caplog):
+    """A real (tiny) run on this CPU, taken for each kind: summary.json and the run's first log line name the
+    precision resolve_precision chose and why; the start-up is recorded per phase."""
     cfg = compose_train_config(
         [
             *TINY_RUN,
@@ -63,5 +69,14 @@ def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist
             "trainer.checkpoint_every=4",
         ]
     )
-    train(cfg, tmp_path)
-    assert read_summary(tmp_path)["precision"] == resolve_precision(requested, CPU)
+    with caplog.at_level(logging.INFO, logger="resnet_repro.train"):
+        train(cfg, tmp_path)
+    precision, reason = resolve_precision(requested, CPU)
+    summary = read_summary(tmp_path)
+    assert (summary["precision"], summary["precision_reason"]) == (precision, reason)
+    first = next(r for r in caplog.records if r.name == "resnet_repro.train")
+    assert first.getMessage() == f"resnet8 on cpu, precision {precision} ({reason})"
+    emulated = requested == "bf16" and cpu_capability == "none"
+    assert first.levelno == (logging.WARNING if emulated else logging.INFO)  # a warning where bf16 is emulated
+    startup = summary["startup_s"]
+    assert startup["total"] == pytest.approx(sum(v for k, v in startup.items() if k != "total"), abs=0.005)

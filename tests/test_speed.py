@@ -156,8 +156,8 @@ def test_multiseed_job_equals_single_seed_runs(tmp_path, fashion_mnist_dir, monk
         assert (multi / "config.yaml").read_text() == (single / "config.yaml").read_text()
         assert without_timing(read_rows(multi)) == without_timing(read_rows(single))
         s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (single, multi))
-        assert {k: v for k, v in s1.items() if k not in ("wall_s", "command")} == {
-            k: v for k, v in s2.items() if k not in ("wall_s", "command")
+        assert {k: v for k, v in s1.items() if k not in ("wall_s", "startup_s", "command")} == {
+            k: v for k, v in s2.items() if k not in ("wall_s", "startup_s", "command")
         }
         for name in ("last.pt", "best.pt"):
             a, b = (torch.load(d / "checkpoints" / name, weights_only=False) for d in (single, multi))
@@ -334,7 +334,9 @@ def test_compiled_training_follows_the_eager_trajectory(tmp_path, fashion_mnist_
     import torch._dynamo
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    # fp32: under bf16 autocast the compiled graph rounds in other places, a difference of bf16's noise, not float's
     common = [*SMALL_RUN, "trainer.max_iters=6", "trainer.eval_every=3", "trainer.checkpoint_every=6"]
+    common.append("trainer.precision=fp32")
     train(compose_train_config(common), tmp_path / "eager" / "seed0")
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()

@@ -19,8 +19,8 @@ from support.runs import read_metrics, read_summary, run_command, train_command,
 METRIC_KEYS = set("iter epoch lr train_loss train_err test_loss test_err val_loss val_err img_per_s wall_s".split())
 SUMMARY_KEYS = set(
     "model family depth shortcut dataset split seed experiment params flops final_test_err best_test_err "
-    "best_val_err iters max_iters wall_s device cpu torch cuda git_commit git_dirty status precision command "
-    "world_size".split()
+    "best_val_err iters max_iters wall_s device cpu torch cuda git_commit git_dirty status precision precision_reason "
+    "command world_size startup_s".split()
 )
 
 

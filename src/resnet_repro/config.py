@@ -98,7 +98,8 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
-    impl: OptimizerImpl = OptimizerImpl.auto  # auto: fused | foreach | fused | loop (per parameter, for benchmarks)
+    # auto and fused: engine/sgd.py; foreach and loop (per parameter): torch.optim.SGD, for the benchmarks
+    impl: OptimizerImpl = OptimizerImpl.auto
 
 
 @dataclass

@@ -16,6 +16,9 @@
   are real processes, alternated; the ratio is baseline time / ours, above 1 when ours is faster (--quick: 30
   iterations, so start-up and the evaluation weigh more). Data: CIFAR-10 under --cifar-root, or else a generated
   CIFAR-10 of the real size in the official pickle format, read through torchvision by both (cifar_files.py).
+- startup_resnet20: seconds from the start of `python scripts/train.py model=resnet20` to its first training step,
+  per phase (Python, imports, Hydra and the config; data; model and optimizer; resuming and the first records), as
+  the run records them in summary.json (startup_s), on the decoded copy of the data set (--quick: one round).
 - train_step_<model>: one SGD step on a fixed batch: eager fp32 (contiguous, default SGD) against the trainer's step
   with its defaults on this device (bf16 autocast on a GPU, channels_last, optim.impl=auto: fused SGD), plus
   --compile / --cuda-graphs. On a GPU also the achieved TFLOP/s against the GPU's dense bf16 peak, and the
@@ -315,9 +318,44 @@ def bench_whole_command(settings: Settings) -> Result:
     )
 
 
+# ----- startup_resnet20 --------------------------------------------------------------------------------------------
+def bench_startup(settings: Settings) -> Result:
+    """Seconds from the process's start to its first training step (summary.json's startup_s, per phase), median
+    over rounds, after one run that writes the decoded copy of the data set (not counted)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(settings.threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root, python, _ = cifar_for_commands(settings, tmp)
+        real = root == settings.cifar_root
+        args = ["scripts/train.py", "model=resnet20", "trainer.max_iters=1", "data.split=full", "data.limit_test=128"]
+        args += [f"data.root={root}", f"trainer.device={settings.device.type}"]
+        runs = []
+        for i in range(settings.rounds + 1):
+            timed_process([*python, *args, f"hydra.run.dir={tmp / f'run{i}'}"], env, "our command")
+            runs.append(json.loads((tmp / f"run{i}" / "summary.json").read_text())["startup_s"])
+    measured = runs[1:]
+    median = {phase: sorted(r[phase] for r in measured)[len(measured) // 2] for phase in measured[0]}
+    return Result(
+        "startup_resnet20",
+        "s",
+        None,
+        median["total"],
+        details={
+            "phases_s": median,
+            "rounds": measured,
+            "first_run_s": runs[0],
+            "command": "python scripts/train.py " + " ".join(args[1:]).replace(root, root if real else "<generated>"),
+            "data": f"the decoded copy of {'CIFAR-10' if real else 'a generated CIFAR-10 of random pixels'}, written "
+            "by a first run that is not counted",
+            "target_s": 3.0,
+        },
+    )
+
+
 # ----- train_step_<model> ------------------------------------------------------------------------------------------
-def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
-    return "fused" if optimizer.defaults.get("fused") else "foreach" if optimizer.defaults.get("foreach") else "loop"
+def optimizer_kind(optimizer) -> str:
+    group = optimizer.param_groups[0]
+    return "fused" if group.get("fused") else "foreach" if group.get("foreach") else "loop"
 
 
 def bench_train_step(settings: Settings, model_name: str) -> Result:
@@ -380,7 +418,7 @@ def bench_sgd(settings: Settings) -> Result:
         model = build_model("resnet110").to(device)
         for p in model.parameters():
             p.grad = torch.randn_like(p)
-        return model, build_optimizer(model.parameters(), OptimConfig(impl=impl), device)
+        return model, build_optimizer(model.parameters(), OptimConfig(impl=impl))
 
     (_, loop_opt), (model, our_opt) = model_and_optimizer("loop"), model_and_optimizer("auto")
     b, o, info = interleaved(
@@ -667,6 +705,7 @@ def benchmarks(settings: Settings) -> list[tuple[str, Callable[[], Result | list
         ("cifar_data_path", lambda: bench_data_path(settings)),
         ("trainer_end_to_end_resnet20", lambda: bench_end_to_end(settings)),
         ("whole_command_resnet20", lambda: bench_whole_command(settings)),
+        ("startup_resnet20", lambda: bench_startup(settings)),
     ]
     plan += [(f"train_step_{m}", lambda m=m: bench_train_step(settings, m)) for m in settings.step_models]
     plan.append(("bf16_step_resnet20", lambda: bench_bf16_step(settings)))

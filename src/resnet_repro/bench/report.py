@@ -87,6 +87,9 @@ def notes_of(d: dict[str, Any]) -> list[str]:
             + " s"
         )
         notes.append(f"data: {d['data']}")
+    if "phases_s" in d:  # startup_*
+        notes.append(", ".join(f"{k} {v:.2f} s" for k, v in d["phases_s"].items() if k != "total" and v is not None))
+        notes.append(f"target {d['target_s']:g} s; {d['data']}")
     if "extrapolation" in d:
         notes.append(d["extrapolation"])
     if "fp32" in d and isinstance(d["fp32"], dict):

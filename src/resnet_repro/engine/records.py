@@ -193,6 +193,7 @@ def summary(
     device,
     world_size: int,
     precision: str,
+    precision_reason: str,
 ) -> dict[str, Any]:
     """summary.json: what the run is, how far it got, its headline errors, and where and with what code it ran."""
     import torch
@@ -222,6 +223,7 @@ def summary(
         "cpu": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "world_size": world_size,
         "precision": precision,
+        "precision_reason": precision_reason,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "git_commit": commit,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import time
 from collections.abc import Iterable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import OptimConfig
+from .sgd import FusedSGD
 
 log = logging.getLogger("resnet_repro.train")
 
@@ -53,18 +57,29 @@ def cpu_computes_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """auto: bf16 autocast on GPUs that compute it, fp32 elsewhere. On CPUs auto stays fp32 even where bf16 is native,
-    until the demo-sized accuracy study (README, "Speed") has been run on such a CPU; bf16 asked for on a CPU that
-    would emulate it runs, with a warning."""
-    if requested == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if requested == "bf16" and device.type == "cpu" and not cpu_computes_bf16():
-        log.warning(
-            "trainer.precision=bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX) is emulated, many times "
-            "slower than fp32: use trainer.precision=auto or fp32"
-        )
-    return str(requested)
+def emulates_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" and device.type == "cpu" and not cpu_computes_bf16()
+
+
+def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """The precision a run trains in, and why (summary.json's precision_reason and the run's first log line, a
+    warning where bf16 is emulated). auto: bf16 autocast where the chip computes bf16 (GPUs that support it; CPUs
+    with AVX-512 BF16 or AMX, where the Fashion-MNIST study in results/bench/ found the errors of bf16 and fp32
+    equal within seed noise), fp32 elsewhere."""
+    if requested != "auto":
+        if emulates_bf16(requested, device):
+            return "bf16", (
+                "trainer.precision=bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX): emulated, many times "
+                "slower than fp32; use trainer.precision=auto or fp32"
+            )
+        return str(requested), f"trainer.precision={requested}"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: this GPU computes bf16"
+        return "fp32", "auto: this GPU has no bf16 arithmetic"
+    if cpu_computes_bf16():
+        return "bf16", "auto: this CPU computes bf16 with AVX-512 BF16 or AMX"
+    return "fp32", "auto: this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 is emulated and slow"
 
 
 def autocast(precision: str, device: torch.device, cache_enabled: bool = True):
@@ -74,11 +89,44 @@ def autocast(precision: str, device: torch.device, cache_enabled: bool = True):
     return nullcontext()
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, device: torch.device) -> torch.optim.SGD:
-    impl = str(cfg.impl)
-    if impl == "auto":
-        impl = "fused" if device.type in ("cuda", "cpu") else "foreach"  # fused: one kernel; on CPU 5x foreach's speed
-    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[impl]
-    return torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **flags
-    )
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> FusedSGD | torch.optim.SGD:
+    """auto and fused: our FusedSGD (engine/sgd.py: torch's fused update without torch.optim's 1.3-2.6 s import of
+    torch._dynamo; on a CPU 5x foreach's speed); foreach and loop: torch.optim.SGD, for the benchmarks."""
+    settings = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "nesterov": cfg.nesterov}
+    if str(cfg.impl) in ("auto", "fused"):
+        return FusedSGD(params, **settings)
+    return torch.optim.SGD(params, **settings, foreach=str(cfg.impl) == "foreach")
+
+
+def process_started_at() -> float | None:
+    """When this process started, in time.time()'s seconds (to 10 ms), from Linux's /proc; None without it."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+class StartupClock:
+    """Where a training process's start-up goes (summary.json's startup_s; make bench's startup_resnet20): from the
+    process's start to the trainer (Python, imports, Hydra, the config), then data, model and optimizer, and resuming
+    and the first records, to the first training step."""
+
+    PHASES = ("imports_and_config", "data", "model_and_optimizer", "resume_and_records")
+
+    def __init__(self):
+        self.times = [process_started_at(), time.time()]
+
+    def mark(self) -> None:
+        """The end of the next phase."""
+        if len(self.times) <= len(self.PHASES):
+            self.times.append(time.time())
+
+    def seconds(self) -> dict[str, float | None]:
+        if len(self.times) <= len(self.PHASES):
+            return {}  # before the first step
+        start, *ends = self.times
+        phases = {"imports_and_config": None if start is None else round(ends[0] - start, 3)}
+        phases |= {name: round(b - a, 3) for name, a, b in zip(self.PHASES[1:], ends, ends[1:])}
+        return {**phases, "total": None if start is None else round(ends[-1] - start, 3)}

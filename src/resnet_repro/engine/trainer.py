@@ -36,8 +36,10 @@ from .progress import Progress
 from .run_dir import RunDirectory
 from .schedule import build_schedule
 from .setup import (
+    StartupClock,
     autocast,
     build_optimizer,
+    emulates_bf16,
     resolve_precision,
     rng_state,
     seed_everything,
@@ -107,10 +109,12 @@ class Trainer:
         """`data`: the data object to train on (benchmarks pass images made in memory); default: cfg.data's."""
         self.cfg = cfg
         self.data = data
+        self.startup = StartupClock()
         self.run_dir = RunDirectory(run_dir)
         self.dist = init_distributed(device_kind(cfg.trainer.device))
         self.device = resolve_device(cfg.trainer.device, self.dist.local_rank)
-        self.precision = resolve_precision(cfg.trainer.precision, self.device)
+        self.precision_choice = resolve_precision(cfg.trainer.precision, self.device)
+        self.precision = self.precision_choice[0]
         self.is_main = self.dist.is_main
         self.use_cuda_graphs = cfg.trainer.cuda_graphs and self.device.type == "cuda"
         if cfg.trainer.cuda_graphs and not self.use_cuda_graphs:
@@ -148,6 +152,7 @@ class Trainer:
     def step(self) -> None:
         """One iteration; then the warm-up check, the evaluation and the checkpoint when they are due."""
         state, tcfg = self.state, self.cfg.trainer
+        self.startup.mark()  # the first step's start ends the start-up
         lr = self.set_lr(state.iteration)
         images, labels = next(self.batches)
         step_sums = self.graphed(images, labels) if self.use_cuda_graphs else self.train_step(images, labels)
@@ -280,6 +285,8 @@ class Trainer:
                 log.info("run in %s is already complete; nothing to do", self.run_dir.path)
                 self.run_dir.unlock()
                 return False
+            level = logging.WARNING if emulates_bf16(self.precision, self.device) else logging.INFO
+            log.log(level, "%s on %s, precision %s (%s)", self.cfg.model.name, self.device, *self.precision_choice)
             self.build()
             self.resume()
             # Before anything is written: a logger that cannot start (W&B online without credentials) changes nothing.
@@ -326,6 +333,7 @@ class Trainer:
         set_backend_flags(cfg.trainer.deterministic)
         if self.data is None:
             self.data = build_data(cfg.data, self.device, cfg.seed, self.dist.rank, self.dist.world_size)
+        self.startup.mark()
         self.raw_model = build_model_from_config(cfg.model, self.data.num_classes)
         self.model_info = {
             "params": self.raw_model.num_params(),
@@ -335,7 +343,8 @@ class Trainer:
         }
         self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         self.raw_model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = build_optimizer(self.raw_model.parameters(), cfg.optim, self.device)
+        self.optimizer = build_optimizer(self.raw_model.parameters(), cfg.optim)
+        self.startup.mark()
         self.schedule = build_schedule(cfg.schedule, cfg.optim.lr, self.data.batches_per_epoch)
         self.model = self.raw_model  # what the forward pass calls: wrapped for DDP and compile
         if self.dist.world_size > 1:
@@ -467,7 +476,9 @@ class Trainer:
             device=self.device,
             world_size=self.dist.world_size,
             precision=self.precision,
+            precision_reason=self.precision_choice[1],
         )
+        summary["startup_s"] = self.startup.seconds()
         if error is not None:
             summary["error"] = error
         if self.is_main:
