@@ -77,7 +77,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--limit", type=int, default=0, help="ImageNet: only N evenly spaced val images (recorded as eval_limited)"
     )
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument(
+        "--precision",
+        default="run",
+        choices=("run", "fp32", "bf16"),
+        help="run (default): the precision the run trained and evaluated in, so its own numbers repeat; with "
+        "--torchvision fp32",
+    )
     ap.add_argument("--workers", type=int, help="ImageNet: DataLoader workers (default: the run's data.num_workers)")
     ap.add_argument("--batch-size", type=int, help="images per batch (default: the run's data.eval_batch_size)")
     ap.add_argument("--out", default=str(TORCHVISION_OUT), help="with --torchvision: folder of <model>.json")

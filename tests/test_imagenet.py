@@ -500,6 +500,7 @@ def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagene
             "trainer.max_iters": iters,
             "trainer.eval_every": iters,
             "trainer.checkpoint_every": iters,
+            "trainer.precision": "fp32",  # the reference below is fp32: this test is about the two processes
         },
     )
     proc = run_command(

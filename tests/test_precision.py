@@ -30,16 +30,27 @@ def test_native_bf16_is_read_from_torchs_capability_query(cpu_capability):
 
 
 def test_auto_is_bf16_on_a_cpu_that_computes_it_and_fp32_on_one_that_would_emulate_it(cpu_capability):
-    precision, reason = resolve_precision("auto", CPU)
+    precision, reason = resolve_precision("auto", CPU, "resnet56")
     if cpu_capability == "none":
         assert precision == "fp32" and reason.startswith("auto: this CPU has no bf16 arithmetic")
     else:
         assert precision == "bf16" and reason == "auto: this CPU computes bf16 with AVX-512 BF16 or AMX"
-    assert resolve_precision("fp32", CPU) == ("fp32", "trainer.precision=fp32")  # asked for: no capability question
+    assert resolve_precision("fp32", CPU, "resnet56") == ("fp32", "trainer.precision=fp32")  # as asked
+
+
+@pytest.mark.parametrize("net", ["plain20", "plain56", "plain110", "resnet20", "resnet56", "resnet1202"])
+def test_auto_keeps_deep_plain_nets_in_fp32_on_a_cpu_as_the_study_found(net, monkeypatch):
+    """The CPU study: bf16 = fp32 for plain-20, ResNet-20 and ResNet-56; not for plain-56. Asked for, bf16 is bf16."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    precision, reason = resolve_precision("auto", CPU, net)
+    deep_plain = net in ("plain56", "plain110")
+    assert precision == ("fp32" if deep_plain else "bf16")
+    assert ("plain net deeper than 20 layers" in reason) == deep_plain
+    assert resolve_precision("bf16", CPU, net)[0] == "bf16"
 
 
 def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_says_so(cpu_capability):
-    precision, reason = resolve_precision("bf16", CPU)
+    precision, reason = resolve_precision("bf16", CPU, "resnet8")
     assert precision == "bf16"
     if cpu_capability == "none":
         assert "emulated" in reason and "trainer.precision=auto or fp32" in reason
@@ -50,8 +61,8 @@ def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_says_so(cpu_capability):
 @pytest.mark.parametrize("gpu_bf16", [True, False])
 def test_auto_on_a_gpu_follows_its_bf16_support(gpu_bf16, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: gpu_bf16)
-    assert resolve_precision("auto", GPU)[0] == ("bf16" if gpu_bf16 else "fp32")
-    assert resolve_precision("fp32", GPU)[0] == "fp32"
+    assert resolve_precision("auto", GPU, "plain56")[0] == ("bf16" if gpu_bf16 else "fp32")
+    assert resolve_precision("fp32", GPU, "plain56")[0] == "fp32"
 
 
 @pytest.mark.parametrize("requested", ["auto", "bf16"])
@@ -71,7 +82,7 @@ def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist
     )
     with caplog.at_level(logging.INFO, logger="resnet_repro.train"):
         train(cfg, tmp_path)
-    precision, reason = resolve_precision(requested, CPU)
+    precision, reason = resolve_precision(requested, CPU, "resnet8")
     summary = read_summary(tmp_path)
     assert (summary["precision"], summary["precision_reason"]) == (precision, reason)
     first = next(r for r in caplog.records if r.name == "resnet_repro.train")

@@ -26,7 +26,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,9 @@ class EvalOptions:
     flip: bool = True  # multiscale: average the mirror image at every scale too
     limit: int = 0  # evaluate N evenly spaced val images only (quick checks; recorded apart from full evaluations)
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 (autocast; GPU)
+    # run: the precision the run trained and evaluated in (summary.json), so a run's own numbers repeat; fp32 without
+    # a run (--torchvision) | fp32 | bf16 (autocast)
+    precision: str = "run"
     num_workers: int | None = None  # None: the run's data.num_workers
     batch_size: int | None = None  # None: the run's data.eval_batch_size (images per batch; views are chunked to it)
 
@@ -73,8 +75,8 @@ class EvalOptions:
             )
         if not self.scales or min(self.scales) <= 0:
             raise UserError(f"multiscale scales must be positive shorter sides, got {list(self.scales)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise UserError(f"unknown precision {self.precision!r}: choose fp32 or bf16")
+        if self.precision not in ("run", "fp32", "bf16"):
+            raise UserError(f"unknown precision {self.precision!r}: choose run, fp32 or bf16")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device {self.device!r}: choose auto, cpu or cuda")
 
@@ -269,6 +271,8 @@ def evaluate_run(
             f"run {dirs.path} is {summary.get('status', 'without summary.json')}, not complete: finish it, "
             f"or pass --allow-incomplete (its last checkpoint) or --checkpoint PATH"
         )
+    if options.precision == "run":
+        options = replace(options, precision=summary.get("precision") or "fp32")
     if checkpoint:
         paths = [Path(checkpoint)]
     else:
@@ -307,7 +311,11 @@ def evaluate_run(
                     "%s: top-1 %.2f%% (%d images, %.0f s)", path.name, 100 * r["top1_err"], r["images"], r["wall_s"]
                 )
             for r in found.values():
-                r.update(checkpoint=record_path(path, dirs.path), iteration=state.get("iteration"))
+                r.update(
+                    checkpoint=record_path(path, dirs.path),
+                    iteration=state.get("iteration"),
+                    precision=options.precision,
+                )
             results.update(found)
         key = "eval_limited" if options.limit else "eval"
         eval_path = dirs.path / "eval.json"  # ours alone: the trainer never writes it
@@ -388,6 +396,8 @@ def evaluate_torchvision(
     if name not in TORCHVISION_MODELS:
         raise UserError(f"torchvision has ImageNet weights for {', '.join(TORCHVISION_MODELS)}, not {name!r}")
     options.check()
+    if options.precision == "run":  # no run: the weights' own arithmetic
+        options = replace(options, precision="fp32")
     sd, label = load_torchvision_state_dict(name, weights)
     num_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
     model = build_model(name, num_classes=num_classes, shortcut="B", stride_in_1x1=False, family="imagenet")

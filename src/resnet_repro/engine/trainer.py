@@ -113,7 +113,7 @@ class Trainer:
         self.run_dir = RunDirectory(run_dir)
         self.dist = init_distributed(device_kind(cfg.trainer.device))
         self.device = resolve_device(cfg.trainer.device, self.dist.local_rank)
-        self.precision_choice = resolve_precision(cfg.trainer.precision, self.device)
+        self.precision_choice = resolve_precision(cfg.trainer.precision, self.device, cfg.model.name)
         self.precision = self.precision_choice[0]
         self.is_main = self.dist.is_main
         self.use_cuda_graphs = cfg.trainer.cuda_graphs and self.device.type == "cuda"
