@@ -70,9 +70,9 @@ def resolve_precision(requested: str, device: torch.device, model_name: str) -> 
     """The precision a run trains in, and why (summary.json's precision_reason and the run's first log line, a
     warning where bf16 is emulated). auto: bf16 autocast where the chip computes bf16 (GPUs that support it; CPUs
     with AVX-512 BF16 or AMX), fp32 elsewhere, and fp32 for plain nets deeper than 20 layers on CPUs: in the
-    Fashion-MNIST study of results/bench/README.md ("bf16 on a CPU that computes it") bf16 and fp32 gave the same
-    errors for plain-20, ResNet-20 and ResNet-56, but plain-56, the net that shows the degradation problem, reached
-    lower errors in bf16 than in fp32 in every seed."""
+    Fashion-MNIST study of results/bench/README.md bf16 and fp32 gave the same errors over 3 seeds for plain-20,
+    ResNet-20 and ResNet-56, but plain-56, the net that shows the degradation problem, had a lower test error in bf16
+    in every seed (26.8 against 32.9 % on average) and a lower training error on average (30.6 against 34.1 %)."""
     if requested != "auto":
         if emulates_bf16(requested, device):
             return "bf16", (
