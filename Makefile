@@ -102,7 +102,7 @@ DEMO_DATA := data=$(DEMO_DATASET) $(if $(filter cifar10,$(DEMO_DATASET)),data.ro
 DEMO_OUT ?= results/demo# the demo's runs (DEMO_OUT/runs), figures, tables and report
 DEMO_RUNS = $(DEMO_OUT)/runs/demo_$(DEMO_DATASET)
 DEMO_LANDSCAPE ?= --grid 9 --line-points 9 --images 128# plain-56 and ResNet-56: one to two minutes on 2 idle CPU cores
-demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU (15-50 min on 2 cores, README): the degradation problem, then its fix
+demo: venv  ## plain-20/56 vs ResNet-20/56 on a CPU (9 min on 2 cores with bf16 arithmetic, README): the degradation problem, then its fix
 	$(PY) scripts/train.py -m experiment=demo model=plain20,plain56,resnet20,resnet56 $(DEMO_DATA) run_root=$(DEMO_OUT)/runs $(ARGS)
 	$(PY) scripts/loss_landscape.py --run $(DEMO_RUNS)/plain56/seed* $(DEMO_RUNS)/resnet56/seed* $(DEMO_LANDSCAPE)
 	$(MAKE) figures RUN_ROOT=$(DEMO_OUT)/runs FIGURES_OUT=$(DEMO_OUT)

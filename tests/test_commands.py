@@ -377,6 +377,11 @@ TESTED_BY = {
         "test_commands.py::test_make_targets_refuse_bad_input_in_one_line",
         "test_gpu_check.py::test_dry_run_writes_its_json_and_markdown",
     ],
+    "make gpu-check": [
+        CANNOT_RUN + "needs a GPU; its refusal on a CPU and its dry run are tested",
+        "test_commands.py::test_make_targets_refuse_bad_input_in_one_line",
+        "test_gpu_check.py::test_dry_run_writes_its_json_and_markdown",
+    ],
     "python scripts/gpu_check.py --dry-run": ["test_gpu_check.py::test_dry_run_writes_its_json_and_markdown"],
     "mkdir -p train val": [CANNOT_RUN + "unpacking the ImageNet archives, which cannot be downloaded here"],
     "tar -xf ILSVRC2012_img_train.tar -C train": [CANNOT_RUN + "ImageNet's archives cannot be downloaded here"],
@@ -450,7 +455,7 @@ TESTED_BY = {
         "test_bench.py::test_make_bench_quick_writes_a_quick_report",
     ],
     "python scripts/bench.py": ["test_bench.py::test_bench_writes_its_report"],
-    "python scripts/bench.py --out results/bench/cpu-2core-2026-11-25-r4.json": [
+    "python scripts/bench.py --out results/bench/cpu-2core-2026-12-06.json": [
         "test_bench.py::test_bench_writes_its_report"
     ],
     "python scripts/train.py model=resnet20 trainer.max_iters=300 data.split=full": [

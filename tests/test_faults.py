@@ -31,6 +31,7 @@ from resnet_repro.config import load as load_config
 from resnet_repro.data.small_images import DECODED_FILE, load_cifar
 from resnet_repro.engine import records
 from resnet_repro.engine.run_dir import is_live
+from resnet_repro.engine.setup import resolve_precision
 from resnet_repro.engine.trainer import LoopState, Trainer
 from resnet_repro.engine.wandb_logger import RunLogger
 from resnet_repro.errors import UserError
@@ -266,13 +267,15 @@ def test_a_full_disk_at_the_metrics_rows(interrupted, reference, fashion_mnist_d
     summary.json cannot say `failed` either: it says `running`, and readers see that no process holds the run."""
     source, interrupted_at = interrupted
     with on_two_small_disks(source, tmp_path) as run:
-        # train.log's last block all but full: the resume's first line fits in it, the evaluations' lines do not
+        # train.log's last block all but full: the resume's first two lines fit in it, the evaluations' lines do not
         log = run / "train.log"
-        resumed = (
-            f"[2000-01-01 00:00:00,000][resnet_repro.train][INFO] - resumed from {run / 'checkpoints' / 'last.pt'} at "
-            f"iteration {interrupted_at}\n"
+        stamp = "[2000-01-01 00:00:00,000][resnet_repro.train][INFO] - "
+        precision, reason = resolve_precision("auto", torch.device("cpu"), "resnet8")
+        first_lines = (
+            f"{stamp}resnet8 on cpu, precision {precision} ({reason})\n"
+            f"{stamp}resumed from {run / 'checkpoints' / 'last.pt'} at iteration {interrupted_at}\n"
         )
-        padding = -(log.stat().st_size + len(resumed) + 16) % 4096 or 4096
+        padding = -(log.stat().st_size + len(first_lines.encode()) + 16) % 4096 or 4096
         with open(log, "a") as f:
             f.write("." * (padding - 1) + "\n")
         summary_inode = os.stat(run / "summary.json").st_ino

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from resnet_repro.engine.run import train
-from resnet_repro.engine.setup import cpu_computes_bf16, resolve_precision
+from resnet_repro.engine.setup import StartupClock, cpu_computes_bf16, resolve_precision
 from support.configs import TINY_RUN, compose_train_config
 from support.runs import read_summary
 
@@ -66,7 +66,9 @@ def test_auto_on_a_gpu_follows_its_bf16_support(gpu_bf16, monkeypatch):
 
 
 @pytest.mark.parametrize("requested", ["auto", "bf16"])
-def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist_dir, cpu_capability, caplog):
+def test_the_precision_trained_in_is_recorded(
+    requested, tmp_path, fashion_mnist_dir, cpu_capability, caplog, monkeypatch
+):
     """A real (tiny) run on this CPU, taken for each kind: summary.json and the run's first log line name the
     precision resolve_precision chose and why; the start-up is recorded per phase."""
     cfg = compose_train_config(
@@ -80,6 +82,7 @@ def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist
             "trainer.checkpoint_every=4",
         ]
     )
+    monkeypatch.setattr(StartupClock, "process_start_unclaimed", False)  # the test process started long before
     with caplog.at_level(logging.INFO, logger="resnet_repro.train"):
         train(cfg, tmp_path)
     precision, reason = resolve_precision(requested, CPU, "resnet8")
@@ -89,5 +92,22 @@ def test_the_precision_trained_in_is_recorded(requested, tmp_path, fashion_mnist
     assert first.getMessage() == f"resnet8 on cpu, precision {precision} ({reason})"
     emulated = requested == "bf16" and cpu_capability == "none"
     assert first.levelno == (logging.WARNING if emulated else logging.INFO)  # a warning where bf16 is emulated
-    startup = summary["startup_s"]
-    assert startup["total"] == pytest.approx(sum(v for k, v in startup.items() if k != "total"), abs=0.005)
+    startup = summary["startup_s"]  # timed from this trainer's creation
+    assert startup["imports_and_config"] is None and startup["total"] > 0
+    assert startup["total"] == pytest.approx(sum(startup[k] for k in StartupClock.PHASES[1:]), abs=0.005)
+
+
+def test_only_the_first_trainer_of_a_process_times_its_start_up_from_the_process_start(monkeypatch):
+    """A sweep's later jobs and a job's other seeds run in a process started long before them: their start-up is
+    timed from their own trainer, and no phase is charged with the earlier runs."""
+    monkeypatch.setattr(StartupClock, "process_start_unclaimed", True)
+    first, later = StartupClock(), StartupClock()
+    for clock in (first, later):
+        for _ in StartupClock.PHASES:
+            clock.mark()
+    first_s, later_s = first.seconds(), later.seconds()
+    assert first_s["imports_and_config"] > 0  # this test process started before the clock
+    assert first_s["total"] == pytest.approx(sum(first_s[k] for k in StartupClock.PHASES), abs=0.005)
+    assert later_s["imports_and_config"] is None
+    assert later_s["total"] == pytest.approx(sum(later_s[k] for k in StartupClock.PHASES[1:]), abs=0.005)
+    assert StartupClock().seconds() == {}  # before the first step

@@ -57,7 +57,7 @@ RUN = [
 ]
 ON_CPUS = ["launcher=ray", "hydra.launcher.cpus_per_job=1", "hydra.launcher.gpus_per_job=0"]
 # The keys of summary.json that differ between two runs of the same config (the command names its launcher).
-SUMMARY_TIMING_KEYS = ("wall_s", "command")
+SUMMARY_TIMING_KEYS = ("wall_s", "startup_s", "command")
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,19 @@ TIMING_KEYS = ("wall_s", "img_per_s")
 MAKE_STATE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 
+def make_command_line() -> list[str]:
+    """The variables set on the command line of a make that runs the tests (`make test ARGS=-x`): make exports them
+    to its commands' environment, where they would reach the make commands a test types."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    assignments = re.split(r"(?:^| )-- ", flags, maxsplit=1)[1] if re.search(r"(?:^| )-- ", flags) else ""
+    return re.findall(r"(?:^|(?<= ))([A-Za-z_][A-Za-z0-9_]*)=", assignments)
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     """This process's environment for a training subprocess, with one thread per process (CPU kernels are then
     deterministic). The kill hook, Hydra's full tracebacks and W&B's mode and key are left out: a test sets its own.
     So is the state of a make that runs the tests (`make test`): a command a test runs is typed in a shell."""
-    left_out = (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE", *MAKE_STATE)
+    left_out = (TEST_KILL_ENV, "HYDRA_FULL_ERROR", "WANDB_API_KEY", "WANDB_MODE", *MAKE_STATE, *make_command_line())
     env = {k: v for k, v in os.environ.items() if k not in left_out}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **overrides)
     return env

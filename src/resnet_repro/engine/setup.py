@@ -123,12 +123,16 @@ def process_started_at() -> float | None:
 class StartupClock:
     """Where a training process's start-up goes (summary.json's startup_s; make bench's startup_resnet20): from the
     process's start to the trainer (Python, imports, Hydra, the config), then data, model and optimizer, and resuming
-    and the first records, to the first training step."""
+    and the first records, to the first training step. Only the first trainer of a process counts from the process's
+    start; a later one (the next job of a sweep run in the same process, another seed of the job) from its creation."""
 
     PHASES = ("imports_and_config", "data", "model_and_optimizer", "resume_and_records")
+    process_start_unclaimed = True
 
     def __init__(self):
-        self.times = [process_started_at(), time.time()]
+        started = process_started_at() if StartupClock.process_start_unclaimed else None
+        StartupClock.process_start_unclaimed = False
+        self.times = [started, time.time()]
 
     def mark(self) -> None:
         """The end of the next phase."""
@@ -141,4 +145,4 @@ class StartupClock:
         start, *ends = self.times
         phases = {"imports_and_config": None if start is None else round(ends[0] - start, 3)}
         phases |= {name: round(b - a, 3) for name, a, b in zip(self.PHASES[1:], ends, ends[1:])}
-        return {**phases, "total": None if start is None else round(ends[-1] - start, 3)}
+        return {**phases, "total": round(ends[-1] - (ends[0] if start is None else start), 3)}
