@@ -9,7 +9,7 @@ LAUNCHER ?= local# local | slurm (configs/launcher/slurm.yaml; set its keys with
 EXTRAS ?= dev# the extras of pyproject.toml that venv installs, e.g. EXTRAS=dev,ray,search (LAUNCHER=ray adds ray; search: Optuna, for hparams_search=...)
 CIFAR_ROOT ?= data/$(DATASET)
 ARGS ?=# extra Hydra overrides for the training targets, or pytest arguments for the test targets
-TEST_WORKERS ?= 2# make test, make test-fast: pytest-xdist workers (the SLURM and Ray tests share one of them)
+TEST_WORKERS ?= 2# make test, make test-fast: pytest-xdist workers (the SLURM and Ray test modules share one, tests/conftest.py)
 
 NETS ?=# the CIFAR sweep: only these nets, e.g. NETS=plain20,resnet20 (default: every file of configs/experiment/DATASET/)
 RUN_ROOT ?= results/runs# where the runs are written and read (the smoke profile: SMOKE_OUT/runs)
@@ -80,10 +80,10 @@ lint: venv  ## ruff: the formatter's check and the linter (line limit 120; setti
 	$(VENV)/bin/ruff check --quiet .
 
 test: venv lint  ## lint, then the whole test suite (16 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not slurm" $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not slurm" $(ARGS)
 
 prepare-cifar: venv  ## download DATASET (CIFAR-10, or DATASET=cifar100) to CIFAR_ROOT once (torchvision verifies the checksums)
 	$(PY) scripts/prepare_data.py $(DATASET) --root $(CIFAR_ROOT) --root-setting CIFAR_ROOT=
