@@ -123,7 +123,8 @@ class TrainerConfig:
     checkpoint_every: int = 2000  # iterations between checkpoints (always one at the end, and at a stop signal)
     resume: str = "auto"  # auto: continue from checkpoints/last.pt if there | never | a checkpoint path
     device: Device = Device.auto  # auto: cuda if available, else cpu | cpu | cuda
-    # auto: bf16 autocast where the chip computes bf16 (GPUs that support it; CPUs with AVX-512 BF16 or AMX), else fp32
+    # auto: bf16 autocast where the chip computes bf16 (GPUs that support it; CPUs with AVX-512 BF16 or AMX, except for
+    # plain nets deeper than 20 layers: engine/setup.py), else fp32
     precision: Precision = Precision.auto  # auto | bf16 | fp32
     channels_last: bool = True  # NHWC memory format for convolutions (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model

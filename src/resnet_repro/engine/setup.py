@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -63,7 +64,8 @@ def emulates_bf16(precision: str, device: torch.device) -> bool:
 
 def deep_plain_net(model_name: str) -> bool:
     """A plain net deeper than 20 layers: where the CPU study found bf16 changing what the net learns (below)."""
-    return model_name.startswith("plain") and int(model_name.removeprefix("plain")) > 20
+    plain = re.fullmatch(r"plain(\d+)", model_name)
+    return plain is not None and int(plain.group(1)) > 20
 
 
 def resolve_precision(requested: str, device: torch.device, model_name: str) -> tuple[str, str]:
@@ -102,8 +104,8 @@ def autocast(precision: str, device: torch.device, cache_enabled: bool = True):
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> FusedSGD | torch.optim.SGD:
-    """auto and fused: our FusedSGD (engine/sgd.py: torch's fused update without torch.optim's 1.3-2.6 s import of
-    torch._dynamo; on a CPU 5x foreach's speed); foreach and loop: torch.optim.SGD, for the benchmarks."""
+    """auto and fused: our FusedSGD (engine/sgd.py: torch's fused update, one kernel, without torch.optim's import of
+    torch._dynamo at the first call); foreach and loop: torch.optim.SGD, for the benchmarks."""
     settings = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "nesterov": cfg.nesterov}
     if str(cfg.impl) in ("auto", "fused"):
         return FusedSGD(params, **settings)
