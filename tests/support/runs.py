@@ -25,9 +25,8 @@ MAKE_STATE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 def make_command_line() -> list[str]:
     """The variables set on the command line of a make that runs the tests (`make test ARGS=-x`): make exports them
     to its commands' environment, where they would reach the make commands a test types."""
-    flags = os.environ.get("MAKEFLAGS", "")
-    assignments = re.split(r"(?:^| )-- ", flags, maxsplit=1)[1] if re.search(r"(?:^| )-- ", flags) else ""
-    return re.findall(r"(?:^|(?<= ))([A-Za-z_][A-Za-z0-9_]*)=", assignments)
+    _, *assignments = re.split(r"(?:^| )-- ", os.environ.get("MAKEFLAGS", ""), maxsplit=1)
+    return re.findall(r"(?:^|(?<= ))([A-Za-z_][A-Za-z0-9_]*)=", "".join(assignments))
 
 
 def child_env(**overrides: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..config import OptimConfig
+from ..models import MODEL_NAME
 from .sgd import FusedSGD
 
 log = logging.getLogger("resnet_repro.train")
@@ -64,8 +64,8 @@ def emulates_bf16(precision: str, device: torch.device) -> bool:
 
 def deep_plain_net(model_name: str) -> bool:
     """A plain net deeper than 20 layers: where the CPU study found bf16 changing what the net learns (below)."""
-    plain = re.fullmatch(r"plain(\d+)", model_name)
-    return plain is not None and int(plain.group(1)) > 20
+    name = MODEL_NAME.fullmatch(model_name)
+    return name is not None and name.group(1) == "plain" and int(name.group(2)) > 20
 
 
 def resolve_precision(requested: str, device: torch.device, model_name: str) -> tuple[str, str]:

@@ -113,8 +113,7 @@ class Trainer:
         self.run_dir = RunDirectory(run_dir)
         self.dist = init_distributed(device_kind(cfg.trainer.device))
         self.device = resolve_device(cfg.trainer.device, self.dist.local_rank)
-        self.precision_choice = resolve_precision(cfg.trainer.precision, self.device, cfg.model.name)
-        self.precision = self.precision_choice[0]
+        self.precision, self.precision_reason = resolve_precision(cfg.trainer.precision, self.device, cfg.model.name)
         self.is_main = self.dist.is_main
         self.use_cuda_graphs = cfg.trainer.cuda_graphs and self.device.type == "cuda"
         if cfg.trainer.cuda_graphs and not self.use_cuda_graphs:
@@ -152,7 +151,6 @@ class Trainer:
     def step(self) -> None:
         """One iteration; then the warm-up check, the evaluation and the checkpoint when they are due."""
         state, tcfg = self.state, self.cfg.trainer
-        self.startup.mark()  # the first step's start ends the start-up
         lr = self.set_lr(state.iteration)
         images, labels = next(self.batches)
         step_sums = self.graphed(images, labels) if self.use_cuda_graphs else self.train_step(images, labels)
@@ -286,7 +284,14 @@ class Trainer:
                 self.run_dir.unlock()
                 return False
             level = logging.WARNING if emulates_bf16(self.precision, self.device) else logging.INFO
-            log.log(level, "%s on %s, precision %s (%s)", self.cfg.model.name, self.device, *self.precision_choice)
+            log.log(
+                level,
+                "%s on %s, precision %s (%s)",
+                self.cfg.model.name,
+                self.device,
+                self.precision,
+                self.precision_reason,
+            )
             self.build()
             self.resume()
             # Before anything is written: a logger that cannot start (W&B online without credentials) changes nothing.
@@ -314,6 +319,7 @@ class Trainer:
         )
         self.model.train()
         self.batches = self.data.train_batches(self.state.iteration)
+        self.startup.mark()  # ready for the first step: the start-up ends here
         return True
 
     def check_run_directory(self) -> bool:
@@ -476,7 +482,7 @@ class Trainer:
             device=self.device,
             world_size=self.dist.world_size,
             precision=self.precision,
-            precision_reason=self.precision_choice[1],
+            precision_reason=self.precision_reason,
         )
         summary["startup_s"] = self.startup.seconds()
         if error is not None:

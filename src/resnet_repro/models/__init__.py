@@ -17,6 +17,7 @@ CIFAR_MODELS = tuple(f"plain{d}" for d in (20, 32, 44, 56, 110)) + tuple(
 )
 IMAGENET_MODELS = ("plain18", "plain34", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 FAMILIES = ("auto", "cifar", "imagenet")
+MODEL_NAME = re.compile(r"(plain|resnet)(\d+)")  # plainN | resnetN: residual or not, and the depth
 
 __all__ = [
     "build_model",
@@ -51,7 +52,7 @@ def build_model(
     and for ResNet-18/34, B for ResNet-50/101/152; plain nets ignore it. stride_in_1x1 only affects bottlenecks
     (True: the paper's placement; False: torchvision's).
     """
-    match = re.fullmatch(r"(plain|resnet)(\d+)", name) if isinstance(name, str) else None
+    match = MODEL_NAME.fullmatch(name) if isinstance(name, str) else None
     if match is None:
         raise ValueError(
             f"unknown model {name!r}: expected plainN or resnetN, "
