@@ -5,7 +5,6 @@ paper's columns, beside the peers' published CIFAR-100 numbers, never beside the
 from __future__ import annotations
 
 import pickle
-import subprocess
 
 import pandas as pd
 import pytest
@@ -20,7 +19,7 @@ from resnet_repro.engine.run import train
 from support import REPO
 from support.configs import compose_train_config
 from support.fake_data import CIFAR100_FOLDER
-from support.runs import read_metrics, read_summary
+from support.runs import read_metrics, read_summary, run_command
 
 EXPERIMENTS = REPO / "configs" / "experiment"
 NETS = sorted(p.stem for p in (EXPERIMENTS / "cifar10").glob("*.yaml"))
@@ -51,9 +50,7 @@ def test_the_cifar100_experiments_are_the_cifar10_ones_on_cifar100():
 
 def test_make_reproduce_cifar_sweeps_every_net_of_the_dataset():
     """The command make would run (the real runs, with NETS=, and a bad DATASET: tests/test_commands.py)."""
-    dry = subprocess.run(
-        ["make", "-n", "reproduce-cifar", "DATASET=cifar100"], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    dry = run_command(["make", "-n", "reproduce-cifar", "DATASET=cifar100"], timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert "scripts/prepare_data.py cifar100 --root data/cifar100" in dry.stdout
     assert "experiment=" + ",".join(f"cifar100/{n}" for n in NETS) + " " in dry.stdout

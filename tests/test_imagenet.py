@@ -479,6 +479,37 @@ def test_the_smoke_profile_fits_a_tiny_folder_and_this_machine(imagenet_root, tm
 # ----- DDP ----------------------------------------------------------------------------------------------------------
 
 
+def _build_data_in_a_process_group(rank: int, root: str, store: str, out: str) -> None:
+    """One process of a 2-process gloo group: rank 1 builds its data only once rank 0 has cached the mean (under
+    load, the order that once left rank 0 waiting at a barrier rank 1 had skipped)."""
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=20)
+    )
+    cfg = small_cfg(Path(root))
+    if rank == 1:
+        deadline = time.monotonic() + 60
+        while not list(Path(root).glob("mean_image_*.pt")):
+            assert time.monotonic() < deadline, "rank 0 did not cache the mean within 60 s"
+            time.sleep(0.05)
+    mean = build_data(cfg, CPU, 0, rank, 2).mean
+    dist.barrier()  # both got here: neither waits on a collective the other skipped
+    torch.save(mean, Path(out) / f"mean{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_process_that_finds_the_mean_cached_still_meets_the_others(tmp_path):
+    root = make_image_folder(tmp_path / "imagenet")
+    torch.multiprocessing.spawn(
+        _build_data_in_a_process_group, args=(str(root), str(tmp_path / "store"), str(tmp_path)), nprocs=2
+    )
+    assert torch.equal(torch.load(tmp_path / "mean0.pt"), torch.load(tmp_path / "mean1.pt"))
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_per_process_batchnorm(imagenet_root, tmp_path):
     """torchrun --nproc_per_node=2 (gloo, CPU) against one process on the same global batch of 6.

@@ -140,3 +140,17 @@ def test_checkpointable_resumes_after_usr2(slurm_cluster, tmp_path):
     assert result["total"] == steps * (steps + 1) // 2
     assert len(result["starts"]) == 2 and 10 <= result["starts"][1] < steps, result
     assert _final_state(job) == "COMPLETED"
+
+
+def test_a_node_drained_before_a_restart_takes_jobs_again(slurm_cluster, tmp_path):
+    """The controller's saved state outlives a restart; a node that an earlier session left drained (its spool disk
+    filled up, say) must not leave every later session's cluster waiting for a usable node."""
+    if slurm_cluster.reused:
+        pytest.skip("the cluster was started by scripts/slurm_cluster.py start: this test would restart it")
+    node = slurm_cluster.hostname()
+    subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DRAIN", "Reason=test"], check=True)
+    assert slurm_cluster.node_state().startswith("drain")
+    slurm_cluster.stop()
+    slurm_cluster.start()
+    assert slurm_cluster.node_state() == "idle"
+    assert _wait_done(_executor(tmp_path).submit(_multiply, 6, 7))[0] == 42

@@ -231,11 +231,8 @@ def test_the_main_job_smoke_profile(tmp_path, fashion_mnist_dir):
     records, figures, Table 6 and the report (Fashion-MNIST here, as on any machine without CIFAR-10)."""
     out = tmp_path / "smoke"
     # Fashion-MNIST: no CIFAR-10 in CIFAR_ROOT.
-    result = subprocess.run(
+    result = run_command(
         ["make", "reproduce-cifar", "PROFILE=smoke", f"SMOKE_OUT={out}", f"CIFAR_ROOT={tmp_path / 'no-cifar'}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,26 @@ def train_command(*overrides: str) -> list[str]:
 
 
 def run_command(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `cmd` from the repository root to its end, with child_env() unless told, output captured as text."""
-    return subprocess.run(cmd, cwd=REPO, env=env or child_env(), capture_output=True, text=True, timeout=timeout)
+    """Run `cmd` from the repository root to its end, with child_env() unless told, output captured as text.
+
+    In a process group of its own: on a timeout (or Ctrl-C) all of it is killed, torchrun's ranks and make's
+    commands too, not only `cmd`, whose children would otherwise run on after the test."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env or child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 USER_ERROR_EXIT = 2

@@ -331,7 +331,7 @@ class SlurmCluster:
         self._spawn("slurmd", [_which("slurmd"), "-D"])
         self._wait(
             "slurmctld+slurmd",
-            lambda: self.node_state() in _READY_STATES,
+            self._node_ready,
             b / "log/slurmctld.log",
             also=b / "log/slurmd.log",
             watch=("slurmctld", "slurmd"),
@@ -339,6 +339,15 @@ class SlurmCluster:
         # Jobs outlive slurmd: those of a crashed session are re-adopted (node "mixed"); clear them.
         if self._queue():
             self.cancel_all()
+
+    def _node_ready(self) -> bool:
+        """Whether the node takes jobs; a node drained by an earlier session (its spool disk was full, say) is resumed:
+        the saved state outlives a restart, and is kept because wiping it would reuse job IDs the database holds."""
+        state = self.node_state()
+        if state is not None and state.startswith("drain"):
+            _run(["scontrol", "update", f"NodeName={self.hostname()}", "State=RESUME"], timeout=5)
+            return False
+        return state in _READY_STATES
 
     def _spawn(self, name: str, args: list[str]) -> None:
         out = open(self.log_dir / f"{name}.out", "ab")

@@ -343,9 +343,28 @@ class ImageNetData:
         return None
 
     def _mean_image(self) -> torch.Tensor:
+        if not _dist_initialized():
+            return self._cached_or_computed_mean().to(self.device)
+        # Rank 0 reads or computes the mean; the others read what it cached. Every process takes the same path to the
+        # barrier: one that found a fresh cache early and skipped it would leave the others waiting for ever.
+        if self.rank == 0:
+            mean = self._cached_or_computed_mean()
+        torch.distributed.barrier()
+        if self.rank != 0:
+            mean = self._read_mean_cache()
+            if mean is None:
+                raise UserError(
+                    f"process {self.rank} cannot read the per-pixel mean rank 0 cached at "
+                    f"{' or '.join(map(str, self._mean_cache_paths()))}: "
+                    f"put data.root on a shared, writable file system"
+                )
+        return mean.to(self.device)
+
+    def _cached_or_computed_mean(self) -> torch.Tensor:
+        """The cached per-pixel mean if it is of this training set, else computed now and cached."""
         mean = self._read_mean_cache()
         if mean is not None:
-            return mean.to(self.device)
+            return mean
         if self._train is None:
             if not (self.root / "train").is_dir():
                 raise UserError(
@@ -353,36 +372,25 @@ class ImageNetData:
                     f"train/ to compute it from: use the data.root of training, or data.normalize=mean_std"
                 )
             self._load_train()
-        if self.rank == 0 or not _dist_initialized():
-            mean = self.compute_mean_image()
-            state = {
-                "mean": mean,
-                "images": min(self.cfg.mean_images, self.train_size) or self.train_size,
-                "train_images": self.train_size,
-                "resize": self.cfg.scale_min,
-                "crop": self.cfg.crop_size,
-                "subset_seed": _MEAN_SUBSET_SEED,
-            }
-            for path in self._mean_cache_paths():
-                try:
-                    atomic_write(path, lambda f: torch.save(state, f))
-                    log.info("per-pixel mean of %d training images cached in %s", state["images"], path)
-                    break
-                except OSError:
-                    continue
-            else:
-                log.warning("could not cache the per-pixel mean (%s and %s not writable)", *self._mean_cache_paths())
-        if _dist_initialized():  # rank 0 computed it; the others read it
-            torch.distributed.barrier()
-            if self.rank != 0:
-                mean = self._read_mean_cache()
-                if mean is None:
-                    raise UserError(
-                        f"process {self.rank} cannot read the per-pixel mean rank 0 cached at "
-                        f"{' or '.join(map(str, self._mean_cache_paths()))}: "
-                        f"put data.root on a shared, writable file system"
-                    )
-        return mean.to(self.device)
+        mean = self.compute_mean_image()
+        state = {
+            "mean": mean,
+            "images": min(self.cfg.mean_images, self.train_size) or self.train_size,
+            "train_images": self.train_size,
+            "resize": self.cfg.scale_min,
+            "crop": self.cfg.crop_size,
+            "subset_seed": _MEAN_SUBSET_SEED,
+        }
+        for path in self._mean_cache_paths():
+            try:
+                atomic_write(path, lambda f: torch.save(state, f))
+                log.info("per-pixel mean of %d training images cached in %s", state["images"], path)
+                break
+            except OSError:
+                continue
+        else:
+            log.warning("could not cache the per-pixel mean (%s and %s not writable)", *self._mean_cache_paths())
+        return mean
 
     def compute_mean_image(self) -> torch.Tensor:
         """Mean of the center views of a fixed subset (seed 0) of the training images, float32 3,crop,crop in [0, 1]."""
