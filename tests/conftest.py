@@ -93,6 +93,14 @@ def pytest_xdist_make_scheduler(config, log):
     return ClusterModulesOnOneWorker(config, log)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the slow tests first (in their order otherwise): the last tests to start are then short ones, and
+    a worker does not idle for the minute of the main job's smoke profile after the other has finished."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config):
     """One torch thread per xdist worker, in the tests and the processes they start: two workers on two cores, not
     four threads fighting over them. Outside xdist (a single test, a debugger) torch keeps its default."""

@@ -298,6 +298,7 @@ def test_no_comparison_with_the_paper_off_its_protocol(tmp_path, cfg, reason):
     assert all(not ax.lines for ax in strip.axes)  # no paper line beside non-comparable dots
 
 
+@pytest.mark.slow
 def test_mixed_records_give_separate_titled_tables_and_figures(tmp_path):
     """Two data sets and two schedules under one run root and one experiment name: three protocols, three sets of
     tables and figures, each titled with its own data set and schedule, none averaged with another."""
@@ -502,6 +503,7 @@ def run_script(name, *args):
     )
 
 
+@pytest.mark.slow
 def test_make_figures_end_to_end(cifar_root, tmp_path):
     make_run(cifar_root, "resnet20", 0, 0.3, experiment="demo", max_iters=2000, cfg=FASHION)
     for m, sc in [("plain18", None), ("plain34", None), ("resnet34", "B"), ("resnet18", "A")]:
@@ -770,6 +772,7 @@ def load_script(name: str):
     return script
 
 
+@pytest.mark.slow
 def test_layer_responses_script(tmp_path, monkeypatch):
     """The script on real (randomly initialised) nets from checkpoints; a synthetic test set stands in for CIFAR."""
     from resnet_repro.engine.checkpoint import save_checkpoint
@@ -916,7 +919,7 @@ def analysis_imports() -> dict[str, set[str]]:
 
 def test_no_module_of_analysis_imports_one_that_imports_it_back():
     graph = analysis_imports()
-    assert graph["report"] >= {"curves", "landscape", "search", "tables"}  # the check sees these imports
+    assert graph["report"] >= {"curves", "landscape_figure", "search", "tables"}  # the check sees these imports
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in graph[start])
@@ -924,3 +927,11 @@ def test_no_module_of_analysis_imports_one_that_imports_it_back():
     circles = sorted(m for m in graph if reaches(m, m, {m}))
     assert not circles, {m: sorted(graph[m]) for m in circles}
     assert graph["common"] == set()  # the shared helpers depend on nothing else of the package
+
+
+def test_drawing_the_report_imports_no_torch():
+    """make_figures reads records and draws: torch's import would add a second to every `make figures`."""
+    code = "import sys, resnet_repro.analysis.report; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", "a module that the report imports imports torch at its top"

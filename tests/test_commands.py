@@ -58,6 +58,7 @@ for script in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_every_script_answers_help():
     """`python scripts/X.py --help` for every script: a broken import fails here in seconds."""
     result = subprocess.run(
@@ -165,6 +166,7 @@ def test_reproduce_cifar_without_network_is_one_error_line(checkout, archives, t
     assert not (checkout / "results" / "runs").exists()
 
 
+@pytest.mark.slow
 @NEEDS_VENV
 def test_a_network_that_hangs_fails_within_the_download_timeout(checkout, archives, tmp_path):
     """A server that accepts and never answers: the download gives up after DOWNLOAD_TIMEOUT_S, not minutes."""
@@ -201,6 +203,7 @@ def test_make_demo(checkout, fashion_mnist_dir):
     assert "4 complete runs of 4" in (demo / "REPORT.md").read_text()
 
 
+@pytest.mark.slow
 @NEEDS_VENV
 def test_make_model_table_writes_the_committed_table(checkout):
     """`make model-table` rewrites results/tables/architectures.md: the committed file is what the code gives."""
@@ -211,6 +214,7 @@ def test_make_model_table_writes_the_committed_table(checkout):
     assert (checkout / "results" / "tables" / "architectures.md").read_text() == committed
 
 
+@pytest.mark.slow
 @NEEDS_VENV
 def test_make_figures_without_runs_is_one_error_line(checkout):
     """`make figures` on a fresh clone (no runs yet): one `error:` line that says to train first, exit 2."""
@@ -220,6 +224,7 @@ def test_make_figures_without_runs_is_one_error_line(checkout):
     assert not (checkout / "results" / "REPORT.md").exists()
 
 
+@pytest.mark.slow
 def test_figures_from_wandb_without_credentials_is_one_error_line(tmp_path):
     """`python scripts/make_figures.py --wandb ENTITY/PROJECT` without a W&B login (or with a WANDB_MODE W&B refuses):
     one `error:` line that says how to log in or to read the local records, exit 2."""
@@ -235,6 +240,7 @@ def test_figures_from_wandb_without_credentials_is_one_error_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_figure7_without_its_runs(tmp_path):
     """`layer_responses.py` alone without the runs it draws: one `error:` line; under make figures
     (--skip-if-none) a note, and make figures goes on."""

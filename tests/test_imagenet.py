@@ -502,6 +502,7 @@ def _build_data_in_a_process_group(rank: int, root: str, store: str, out: str) -
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_process_that_finds_the_mean_cached_still_meets_the_others(tmp_path):
     root = make_image_folder(tmp_path / "imagenet")
     torch.multiprocessing.spawn(

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from resnet_repro.analysis import landscape
+from resnet_repro.analysis import landscape, landscape_figure
 from resnet_repro.analysis.report import write_report
 from resnet_repro.analysis.runs import load_runs
 from resnet_repro.config import DataConfig
@@ -198,5 +198,5 @@ def test_the_landscapes_are_drawn_in_the_report(tiny_runs):
     assert "### Loss landscape: plain-8, ResNet-8\n" in report and "As Li et al. 2018 draw them." in report
     assert "BN's running statistics are recomputed at every point" in report and "update_bn" in report
     assert "loss landscape of ResNet-8 seed 0" in report
-    found = landscape.landscapes_of(load_runs(root / "runs"))
+    found = landscape_figure.landscapes_of(load_runs(root / "runs"))
     assert list(found) == ["plain8", "resnet8"] and found["resnet8"].grid()[2].shape == (3, 3)

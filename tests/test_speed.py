@@ -80,6 +80,7 @@ def run_and_count(tmp_path: Path, iters: int, extra: list[str] = ()) -> Counter:
 @pytest.mark.parametrize(
     "extra", [[], ["schedule=cifar_warmup"], ["trainer.seeds_per_job=2"]], ids=["plain", "warmup", "two-seeds"]
 )
+@pytest.mark.slow
 def test_no_host_sync_per_iteration_on_cpu(tmp_path, fashion_mnist_dir, extra):
     """Syncs happen only at logging points (evaluations, checkpoints, summaries, warm-up checks every 100
     iterations): a run of 50 iterations makes exactly as many as a run of 25."""
@@ -329,6 +330,7 @@ def test_cuda_graph_bookkeeping_keeps_the_eager_trajectory_on_cpu(tmp_path, fash
     assert isinstance(b["optimizer"]["param_groups"][0]["lr"], float)
 
 
+@pytest.mark.slow
 def test_compiled_training_follows_the_eager_trajectory(tmp_path, fashion_mnist_dir, monkeypatch):
     """trainer.compile=true really compiles (dynamo saw graphs) and trains the same net: same losses to float noise."""
     import torch._dynamo

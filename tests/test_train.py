@@ -90,6 +90,7 @@ def test_git_dirty_counts_code_changes_not_results(tmp_path):
     assert git_state(tmp_path) == (commit, True)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
     run_dir, _, cfg = trained_run
     cfg.trainer.max_iters = 100

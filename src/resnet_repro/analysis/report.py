@@ -6,7 +6,7 @@ published numbers, and the runs with their hardware and commands. CIFAR-100 gets
 columns (the paper has no CIFAR-100 numbers), beside the peers' CIFAR-100 numbers.
 
 This module only assembles: the tables are built as DataFrames and rendered in tables.py, the figures drawn in
-curves.py, responses.py, landscape.py and search.py, the protocol stated in protocol.py.
+curves.py, responses.py, landscape_figure.py and search.py, the protocol stated in protocol.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine.records import git_state
-from . import curves, landscape, tables
+from . import curves, landscape_figure, tables
 from .common import pretty, save, shown_path
 from .protocol import dataset_name, protocol_block
 from .provenance import provenance
@@ -122,11 +122,11 @@ def _cifar100_blocks(sec: Section, resnets: list[Run]) -> None:
 def _landscape_blocks(sec: Section) -> None:
     """fig_landscape: the loss landscapes that scripts/loss_landscape.py computed for runs of this protocol."""
     g = sec.group
-    found = landscape.landscapes_of(g.runs)
+    found = landscape_figure.landscapes_of(g.runs)
     runs = [ls.run for ls in found.values()]
     heading = "Loss landscape: " + ", ".join(pretty(m) for m in found)
-    caption = landscape.describe(found) if found else ""
-    if not sec.figure(heading, landscape.figure(found), "fig_landscape", runs, caption):
+    caption = landscape_figure.describe(found) if found else ""
+    if not sec.figure(heading, landscape_figure.figure(found), "fig_landscape", runs, caption):
         if any(r.net in ("plain56", "resnet56") and r.complete for r in g.runs):
             sec.note(
                 "Loss landscape not drawn: run `python scripts/loss_landscape.py --run DIR` for the plain-56 and "
@@ -211,7 +211,7 @@ def _how_made(command: str, groups: list[Group], responses: dict) -> str:
             + (f" on {on}, {tables.wall_time(meta.get('wall_s'))}" if on else "")
         )
     for g in groups:
-        for m, ls in landscape.landscapes_of(g.runs).items():
+        for m, ls in landscape_figure.landscapes_of(g.runs).items():
             on = ls.meta.get("hardware") or ls.meta.get("device", "?")
             how.append(
                 f"- loss landscape of {pretty(m)} seed {ls.run.seed}: `{ls.meta.get('command') or '?'}` on {on}, "

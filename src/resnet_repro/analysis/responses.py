@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from ..config import NUM_CLASSES
 from .common import COLUMN_IN, STYLE, color, pretty, titled
 from .runs import Group, Run
 
+if TYPE_CHECKING:  # torch is imported where the responses are computed: drawing Figure 7 needs none of it
+    import torch
+    from torch import nn
+
 FIG7_MODELS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
 
-@torch.no_grad()
 def layer_responses(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
     """Std over all elements (images, channels, positions) of each response layer's output, in forward order.
 
     Sums of x and x^2 in float64 over the whole set, so the result does not depend on the batch size.
     """
+    import torch
+
     layers = model.response_layers()
     sums = torch.zeros(len(layers), 3, dtype=torch.float64)  # count, sum, sum of squares
 
@@ -41,8 +45,9 @@ def layer_responses(model: nn.Module, images: torch.Tensor, batch_size: int = 50
     model.eval()  # the paper's responses are those of the trained net at test time (BN running statistics)
     try:
         device = next(model.parameters()).device
-        for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size].to(device))
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                model(images[start : start + batch_size].to(device))
     finally:
         for h in handles:
             h.remove()
@@ -134,6 +139,7 @@ def load_trained_model(run: Run, checkpoint: str = "last.pt", device: str | torc
 def normalized_test_set(run: Run, data_root: str, dataset: str | None = None) -> torch.Tensor:
     """The test images as the run's trainer saw them: built by the trainer's own data class from the run's data
     config, so the per-pixel mean (of the run's training split) and any test subset are the run's."""
+    import torch
     from omegaconf import OmegaConf
 
     from resnet_repro.config import DataConfig
