@@ -79,7 +79,7 @@ lint: venv  ## ruff: the formatter's check and the linter (line limit 120; setti
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/ruff check --quiet .
 
-test: venv lint  ## lint, then the whole test suite on 2 workers (9 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
+test: venv lint  ## lint, then the whole test suite on 2 workers (8 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
 	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 test-fast: venv  ## the tests without the slow and SLURM ones

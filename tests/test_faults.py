@@ -39,7 +39,7 @@ from resnet_repro.io import WriteFailed
 from support import REPO
 from support.configs import compose_train_config, resnet8_run
 from support.fake_data import CIFAR10_FOLDER, make_fake_cifar10, patch_cifar10_md5
-from support.mounts import fill, mount_refused, read_only, tmpfs
+from support.mounts import fill, mount_refused, read_only, require_mount, tmpfs
 from support.runs import (
     assert_one_line_error,
     assert_same_tensors,
@@ -472,3 +472,14 @@ def test_a_diverged_run_says_which_checkpoint_is_kept(tmp_path):
     with pytest.raises(UserError) as err:
         trainer.check_finite(math.nan)
     assert_readme_shows(f"error: {err.value}")
+
+
+def test_ci_stops_at_once_on_a_disk_too_full_for_the_suite(tmp_path):
+    """.ci/run's first check: a temporary folder with too little room is one line, before anything is installed."""
+    require_mount()
+    small = tmp_path / "small"
+    small.mkdir()
+    with tmpfs(small, "1m"):
+        result = run_command(["bash", ".ci/run"], env=child_env(TMPDIR=str(small)), timeout=60)
+    assert_one_line_error(result, "GB free at", str(small), "free space and run again")
+    assert "installing" not in result.stdout
