@@ -3,7 +3,8 @@
 import argparse
 
 from resnet_repro.cli import exit_on_user_error
-from resnet_repro.data.small_images import CIFAR_FILES, load_cifar
+from resnet_repro.data.small_images import CIFAR_FILES, DOWNLOAD_TIMEOUT_S, load_cifar
+from resnet_repro.errors import UserError
 
 
 @exit_on_user_error
@@ -16,9 +17,25 @@ def main() -> None:
         default="--root ",
         help="how the command that was typed sets the root, for its error messages (make passes CIFAR_ROOT=)",
     )
+    parser.add_argument(
+        "--download-timeout",
+        type=float,
+        default=DOWNLOAD_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long the download waits for the network at each step (default {DOWNLOAD_TIMEOUT_S:g})",
+    )
     args = parser.parse_args()
+    if args.download_timeout <= 0:
+        raise UserError(f"--download-timeout {args.download_timeout:g}: give a positive number of seconds")
     for train in (True, False):
-        arrays = load_cifar(args.dataset, args.root, train=train, download=True, root_setting=args.root_setting)
+        arrays = load_cifar(
+            args.dataset,
+            args.root,
+            train=train,
+            download=True,
+            root_setting=args.root_setting,
+            download_timeout_s=args.download_timeout,
+        )
         print(f"{args.dataset} {'train' if train else 'test'}: {len(arrays)} images verified in {args.root}")
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 TIMING_KEYS = ("wall_s", "img_per_s")
 
 
-def command(run_dir: Path, data_root: Path) -> list[str]:
+def command(run_dir: Path, data_root: Path, max_iters: int = 80) -> list[str]:
     # checkpoint_every beyond max_iters: the only checkpoints are the interrupted one and the final one
     return [
         sys.executable,
@@ -35,7 +35,7 @@ def command(run_dir: Path, data_root: Path) -> list[str]:
         "data.eval_batch_size=128",
         "model.name=resnet8",
         "model.family=cifar",
-        "trainer.max_iters=80",
+        f"trainer.max_iters={max_iters}",
         "trainer.eval_every=10",
         "trainer.checkpoint_every=1000",
         "trainer.progress=log",
@@ -124,3 +124,62 @@ def test_the_interrupted_line_and_exit_status():
     with pytest.raises(SystemExit) as stopped:
         signals.hand_over(1234)
     assert stopped.value.code == 130
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of `pid`: pid -> command name."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # ended meanwhile
+        if int(rest.split()[1]) == pid:
+            found[int(stat.parent.name)] = comm.split("(", 1)[1]
+    return found
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds W&B's service process through /proc (Linux)")
+def test_a_sigterm_that_also_ends_the_wandb_service_still_checkpoints(tmp_path, fashion_mnist_dir):
+    """SLURM's SIGTERM (scancel, preemption) reaches every process of the job, W&B's service too, which exits at once.
+    W&B then refuses the run's next log line: the run says so in a warning, goes on, and at the signal checkpoints,
+    records `interrupted` and exits like a process ended by SIGTERM, with no traceback."""
+    run_dir = tmp_path / "run"
+    env = {**environment(), "WANDB_MODE": "offline"}
+    proc = subprocess.Popen(
+        [*command(run_dir, fashion_mnist_dir, max_iters=2000), "logger=wandb"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(metrics(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        (service,) = [pid for pid, name in _children(proc.pid).items() if name.startswith("wandb-core")]
+        os.kill(service, signal.SIGTERM)
+        while _state(service) not in (None, "Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rows = len(metrics(run_dir))
+        while len(metrics(run_dir)) < rows + 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)  # two more evaluations, each logged to W&B after its service has gone
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stdout + stderr, stderr[-3000:]
+    assert "W&B's service has gone" in (run_dir / "train.log").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert summary["status"] == "interrupted" and state["iteration"] == summary["iters"] >= 10 * (rows + 2)

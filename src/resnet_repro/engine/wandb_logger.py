@@ -12,7 +12,7 @@ import os
 import secrets
 import string
 import typing
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ class RunLogger:
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is not None:
-            with out_of_room(self.folder):
+            with self.reporting_failures():
                 self.run.log(row, step=row["iter"])
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
@@ -168,6 +168,27 @@ class RunLogger:
         W&B's folder: the next run of the same command continues the W&B run and writes its summary again."""
         if self.run is not None:
             run, self.run = self.run, None
-            with out_of_room(self.folder):
+            with self.reporting_failures():
                 run.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
                 run.finish(exit_code=exit_code)
+
+    @contextmanager
+    def reporting_failures(self):
+        """A full disk fails the run (io.WriteFailed). A W&B service that has gone does not: SLURM's SIGTERM (scancel,
+        preemption) reaches every process of the job, W&B's service too, which exits at once while the run still
+        has its checkpoint to write. W&B only mirrors the run's own records, so the run goes on without it."""
+        try:
+            with out_of_room(self.folder):
+                yield
+        except ConnectionError as err:
+            import wandb
+
+            self.run = None
+            # Forget the service: no traceback from W&B's exit hook, and a later run in this process starts a new one.
+            with suppress(ConnectionError):
+                wandb.teardown()
+            log.warning(
+                "W&B's service has gone (%s): this start logs no more to W&B; the run goes on, its records are in "
+                "its directory, and the next start of the same command continues the W&B run",
+                err,
+            )
