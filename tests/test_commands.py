@@ -189,7 +189,7 @@ def test_make_demo(checkout, fashion_mnist_dir):
     result = make(
         checkout,
         "demo",
-        f"{TINY_ARGS} data.limit_test=64",
+        f"{TINY_ARGS} data.limit_test=64 data.limit_train=1024",
         "DEMO_LANDSCAPE=--grid 3 --line-points 3 --images 16",
         env=child_env(),
     )
