@@ -66,32 +66,32 @@ class ImageArrays:
         return len(self.labels)
 
 
+# Seconds a download waits for the network at each step: without network it fails in seconds, not minutes.
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
 def load_cifar(
     name: str,
     root: str | Path,
     train: bool,
     download: bool = False,
     root_setting: str = "data.root=",
-    download_timeout_s: float | None = None,
+    download_timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> ImageArrays:
     """CIFAR: the decoded copy if the files are as torchvision verified them (see the module docstring), else through
     torchvision's dataset class (download, MD5 checksums), keeping a decoded copy for the next run. `root_setting`
     names `root` in an error the way the command that was typed sets it (data.root= for training, CIFAR_ROOT= for
-    make). A download waits `download_timeout_s` (default DOWNLOAD_TIMEOUT_S) for the network at each step."""
+    make). A download waits up to `download_timeout_s` for the network at each step."""
     folder = Path(root) / CIFAR_FILES[name][0]
     cache = folder / DECODED_FILE.format(split="train" if train else "test")
     before = file_signature(name, root)
     if before is not None and (arrays := read_decoded(cache, before)) is not None:
         return arrays
-    arrays = decode_cifar(name, root, train, download, root_setting, download_timeout_s or DOWNLOAD_TIMEOUT_S)
+    arrays = decode_cifar(name, root, train, download, root_setting, download_timeout_s)
     signature = file_signature(name, root)
     if signature is not None and (before is None or signature == before):  # not changed while torchvision read them
         write_decoded(cache, arrays, signature)
     return arrays
-
-
-# Seconds a download waits for the network at each step: without network it fails in seconds, not minutes.
-DOWNLOAD_TIMEOUT_S = 10.0
 
 
 def decode_cifar(
