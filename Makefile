@@ -80,7 +80,7 @@ lint: venv  ## ruff: the formatter's check and the linter (line limit 120; setti
 	$(VENV)/bin/ruff check --quiet .
 
 # The tests start about 200 Python processes: each reads src/ compiled once here, even where PYTHONDONTWRITEBYTECODE is set.
-test: venv lint  ## lint, then the whole test suite on 2 workers (8 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
+test: venv lint  ## lint, then the whole test suite on 2 workers (7.5 min of tests on 2 CPU cores, README; the slowest 20 are listed at the end)
 	$(PY) -m compileall -q src
 	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
