@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from resnet_repro.engine.signals import INTERRUPTED_EXIT, StopSignals
+from support.processes import alive, children
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_KEYS = ("wall_s", "img_per_s")
@@ -126,26 +127,6 @@ def test_the_interrupted_line_and_exit_status():
     assert stopped.value.code == 130
 
 
-def _children(pid: int) -> dict[int, str]:
-    """The child processes of `pid`: pid -> command name."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            comm, rest = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue  # ended meanwhile
-        if int(rest.split()[1]) == pid:
-            found[int(stat.parent.name)] = comm.split("(", 1)[1]
-    return found
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds W&B's service process through /proc (Linux)")
 def test_a_sigterm_that_also_ends_the_wandb_service_still_checkpoints(tmp_path, fashion_mnist_dir):
@@ -166,9 +147,9 @@ def test_a_sigterm_that_also_ends_the_wandb_service_still_checkpoints(tmp_path, 
         deadline = time.monotonic() + 120
         while len(metrics(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        (service,) = [pid for pid, name in _children(proc.pid).items() if name.startswith("wandb-core")]
+        (service,) = [pid for pid, name in children(proc.pid).items() if name.startswith("wandb-core")]
         os.kill(service, signal.SIGTERM)
-        while _state(service) not in (None, "Z") and time.monotonic() < deadline:
+        while alive(service) and time.monotonic() < deadline:
             time.sleep(0.05)
         rows = len(metrics(run_dir))
         while len(metrics(run_dir)) < rows + 2 and time.monotonic() < deadline and proc.poll() is None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from support.processes import alive
 from support.runs import run_command
 
 
@@ -17,15 +18,6 @@ def test_a_command_that_times_out_leaves_no_process_behind(tmp_path):
         run_command(["bash", "-c", f"sleep 300 & echo $! > {pid_file}; wait"], timeout=1)
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 10
-    while _alive(child):
+    while alive(child):
         assert time.monotonic() < deadline, f"the command's child {child} still runs 10 s after the timeout"
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie, killed and waiting for its parent to reap it, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .processes import alive, command_name
+
 DEFAULT_BASE_DIR = Path(tempfile.gettempdir()) / "resnet-repro-slurm"
 CONF_DIR = Path("/etc/slurm")
 # Start order; stop runs in reverse.
@@ -45,27 +47,6 @@ _READY_STATES = {"idle", "mixed", "allocated"}
 
 def _which(name: str) -> str | None:
     return shutil.which(name, path=_SEARCH_PATH)
-
-
-def _proc_state(pid: int) -> str | None:
-    """State letter from /proc/<pid>/stat (``Z`` = zombie), None if the process is gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return data.rsplit(")", 1)[1].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    # PID 1 may reap a reparented daemon seconds after it exits: a zombie counts as gone (docs/cluster.md, Pitfalls).
-    return _proc_state(pid) not in (None, "Z")
-
-
-def _comm(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
 
 
 def _cmdline(pid: int) -> str:
@@ -236,7 +217,7 @@ class SlurmCluster:
     def is_healthy(self) -> bool:
         """sinfo answers and the node is usable, and the daemons recorded in base_dir are alive."""
         # Pid files first: sinfo takes seconds to give up when slurmctld is down.
-        if not all(pid is not None and _alive(pid) for pid in map(self._recorded_pid, DAEMONS)):
+        if not all(pid is not None and alive(pid) for pid in map(self._recorded_pid, DAEMONS)):
             return False
         return self.node_state() in _READY_STATES
 
@@ -390,7 +371,7 @@ class SlurmCluster:
                 pass
             for name in watch:
                 pid = self._recorded_pid(name)
-                if pid is None or not _alive(pid):
+                if pid is None or not alive(pid):
                     out = self.log_dir / f"{name}.out"
                     raise RuntimeError(f"{name} exited during start-up; see {logs} and {out}")
             if time.monotonic() > deadline:
@@ -420,7 +401,7 @@ class SlurmCluster:
         wait."""
         ctld = self._procs.get("slurmctld")
         ctld_pid = ctld.pid if ctld is not None else self._recorded_pid("slurmctld")
-        if ctld_pid is not None and _alive(ctld_pid) and self.node_state() is not None:
+        if ctld_pid is not None and alive(ctld_pid) and self.node_state() is not None:
             try:
                 self.cancel_all()
             except RuntimeError:
@@ -428,7 +409,7 @@ class SlurmCluster:
         for name in reversed(DAEMONS):
             proc = self._procs.pop(name, None)
             pid = proc.pid if proc is not None else self._recorded_pid(name)
-            if pid is not None and (proc is not None or _comm(pid) == name[:15]):
+            if pid is not None and (proc is not None or command_name(pid) == name[:15]):
                 _terminate(pid, timeout, proc)
             self._pidfile(name).unlink(missing_ok=True)
         self._marker.unlink(missing_ok=True)
@@ -440,25 +421,25 @@ class SlurmCluster:
         pids: set[int] = set()
         for name in DAEMONS:
             pid = self._recorded_pid(name)
-            if pid is not None and _comm(pid) == name:
+            if pid is not None and command_name(pid) == name:
                 pids.add(pid)
         for f in self._daemon_pidfiles():
             try:
                 pid = int(f.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            if _comm(pid) in DAEMONS:
+            if command_name(pid) in DAEMONS:
                 pids.add(pid)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            pid, comm = int(entry.name), _comm(int(entry.name))
+            pid, comm = int(entry.name), command_name(int(entry.name))
             if comm in ("slurmctld", "slurmd", "slurmdbd") or (
                 comm in ("munged", "mariadbd") and str(self.base) in _cmdline(pid)
             ):
                 pids.add(pid)
         # Reverse start order so that slurmd goes before slurmctld before slurmdbd, ...
-        for pid in sorted(pids, key=lambda p: -DAEMONS.index(_comm(p)) if _comm(p) in DAEMONS else 0):
+        for pid in sorted(pids, key=lambda p: -DAEMONS.index(command_name(p)) if command_name(p) in DAEMONS else 0):
             _terminate(pid, 15.0)
         for f in self._daemon_pidfiles() + [self._pidfile(n) for n in DAEMONS] + [self._marker]:
             f.unlink(missing_ok=True)
@@ -493,10 +474,10 @@ def _terminate(pid: int, timeout: float, proc: subprocess.Popen | None = None) -
             proc.wait(5)
         return
     deadline, killed = time.monotonic() + timeout, False
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             if killed:
-                raise RuntimeError(f"process {pid} ({_comm(pid)}) survived SIGKILL")
+                raise RuntimeError(f"process {pid} ({command_name(pid)}) survived SIGKILL")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
