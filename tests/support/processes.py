@@ -35,7 +35,7 @@ def command_name(pid: int) -> str | None:
 
 
 def children(pid: int) -> dict[int, str]:
-    """The running child processes of `pid`: pid -> command name."""
+    """The child processes of `pid` (zombies included: see alive): pid -> command name."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         child = int(stat.parent.name)
